@@ -1,0 +1,45 @@
+# Two commands on a fresh Debian/Ubuntu machine with Python 3.11+:
+#   make run   - installs everything and starts the desktop app
+#   make test  - installs everything the tests need (reference peers included) and runs the suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint typecheck fuzz bench clean system-deps-run system-deps-test
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed-gui: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[gui]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+system-deps-run:
+	@scripts/install-system-deps.sh run
+
+system-deps-test:
+	@scripts/install-system-deps.sh test
+
+run: system-deps-run $(VENV)/.installed-gui
+	$(VENV)/bin/ccbt-gui
+
+test: system-deps-test $(VENV)/.installed-test
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check ccbt_engine ccbt_gui tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/create_hashing.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

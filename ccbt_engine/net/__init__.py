@@ -1,0 +1,1 @@
+"""net package of the ccbt engine."""

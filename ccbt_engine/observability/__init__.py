@@ -1,0 +1,1 @@
+"""observability package of the ccbt engine."""

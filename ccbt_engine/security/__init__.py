@@ -1,0 +1,1 @@
+"""security package of the ccbt engine."""

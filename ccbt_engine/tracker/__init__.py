@@ -1,0 +1,1 @@
+"""tracker package of the ccbt engine."""

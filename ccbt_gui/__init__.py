@@ -1,0 +1,1 @@
+"""ccBitTorrent desktop GUI (PySide6). Talks to the engine only through ``ccbt_engine.api``."""
