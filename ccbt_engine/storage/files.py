@@ -1,0 +1,995 @@
+"""A torrent's files on disk: block writes with a write-behind cache, reads, piece hashing.
+
+Why it looks like this:
+
+* All disk I/O and hashing runs in an executor (``loop.run_in_executor``); the loop only moves
+  bytes between dicts. Positional I/O (``os.pread``/``os.pwritev``) means threads sharing a file
+  descriptor never race on a seek position.
+* Open descriptors live in a bounded LRU pool (:class:`FilePool`) so a torrent with 100k files
+  does not exhaust the process's descriptor limit; a descriptor in use by a thread is never closed
+  under it.
+* Blocks are cached per piece until the piece is hashed (:meth:`TorrentStorage.hash_piece` hashes
+  the cached piece without re-reading it and writes it only if it verifies, so corrupt pieces
+  never reach the disk), until :meth:`~TorrentStorage.flush`, or until the cache is over budget
+  (oldest pieces are written first).
+* Pad bytes are zeros by definition: never read, never written.
+* Every ``OSError`` becomes a :class:`~ccbt_engine.storage.errors.StorageError` naming the path
+  and the operation; nothing is lost on failure (unwritten blocks go back to the cache), so
+  the same call can be retried once the user has freed space.
+
+Skipped files (priority 0) never appear on disk: the picker never asks for a piece only skipped
+files touch, and the skipped file's share of a boundary piece (one shared with a wanted file)
+goes to a libtorrent-style part file ``<save_path>/.<infohash hex>.parts`` (:class:`PartFile`),
+which reads also consult. Un-skipping a file moves its bytes from there into the file. A file
+that already exists when it is skipped keeps being used (as libtorrent does). The part file's
+one descriptor is outside the :class:`FilePool` budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import heapq
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from ccbt_engine.metainfo import TorrentInfo
+from ccbt_engine.storage.errors import Operation, StorageError
+from ccbt_engine.storage.hashing import verify_piece
+from ccbt_engine.storage.layout import MAX_PRIORITY, PieceLayout
+
+Preallocate = Literal["none", "sparse", "full"]
+T = TypeVar("T")
+
+MIB = 1024 * 1024
+_IOV_MAX = 1024
+_O_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_ZERO_CHUNK = bytes(MIB)
+
+
+# Positional I/O. Windows has neither pread nor pwrite: there a process-wide lock makes
+# seek + read/write atomic (slower, but correct). Module-level flags so tests can force it.
+_HAVE_PWRITEV = hasattr(os, "pwritev")
+_HAVE_PREADV = hasattr(os, "preadv")
+_HAVE_PREAD = hasattr(os, "pread")
+_SEEK_LOCK = threading.Lock()
+
+
+def _write_at(fd: int, views: list[memoryview], offset: int) -> int:
+    """One positional write of (a prefix of) ``views``; returns bytes written."""
+    if _HAVE_PWRITEV:
+        return os.pwritev(fd, views[:_IOV_MAX], offset)
+    if _HAVE_PREAD:
+        return os.pwrite(fd, views[0], offset)
+    with _SEEK_LOCK:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.write(fd, views[0])
+
+
+def _read_at(fd: int, out: memoryview, offset: int) -> int:
+    """One positional read into ``out``; returns bytes read (0 at end of file)."""
+    if _HAVE_PREADV:
+        return os.preadv(fd, [out], offset)
+    if _HAVE_PREAD:
+        data = os.pread(fd, len(out), offset)
+    else:
+        with _SEEK_LOCK:
+            os.lseek(fd, offset, os.SEEK_SET)
+            data = os.read(fd, len(out))
+    out[: len(data)] = data
+    return len(data)
+
+
+def write_all_at(fd: int, views: list[memoryview], offset: int) -> None:
+    """Write every byte of ``views`` at ``offset`` (loops over short writes)."""
+    while views:
+        n = _write_at(fd, views, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "Write made no progress")
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views = views[1:]
+        if n:
+            views = [views[0][n:], *views[1:]]
+
+
+def read_all_at(fd: int, out: memoryview, offset: int) -> int:
+    """Fill ``out`` from ``offset``; returns how many bytes there were (less at end of file)."""
+    done = 0
+    while done < len(out):
+        n = _read_at(fd, out[done:], offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+@dataclass(slots=True, eq=False)
+class _Handle:
+    index: int
+    fd: int
+    writable: bool
+    users: int = 0
+    retired: bool = False
+
+
+class FilePool:
+    """At most ``max_open`` descriptors open at once, shared by worker threads, LRU evicted.
+
+    A thread holds at most one handle at a time (acquire → one syscall loop → release), so when
+    every descriptor is in use a thread waits for one to be released instead of going over the
+    limit. ``peak`` records the most descriptors ever open at once (tests assert on it).
+    """
+
+    def __init__(self, max_open: int) -> None:
+        if max_open < 1:
+            raise ValueError("max_open must be at least 1")
+        self.max_open = max_open
+        self.peak = 0
+        self._cond = threading.Condition()
+        self._handles: OrderedDict[int, _Handle] = OrderedDict()
+        self._count = 0  # descriptors open or being opened, retired-but-in-use ones included
+
+    @property
+    def open_count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def acquire(self, index: int, writable: bool, opener: Callable[[bool], int]) -> _Handle:
+        """A handle for file ``index``; ``opener(writable)`` opens it when not already open."""
+        with self._cond:
+            while True:
+                h = self._handles.get(index)
+                if h is not None:
+                    if h.writable or not writable:
+                        h.users += 1
+                        self._handles.move_to_end(index)
+                        return h
+                    self._retire(h)  # read-only descriptor, but we need to write: reopen
+                    continue
+                if self._count < self.max_open:
+                    break
+                if not self._evict_one():
+                    self._cond.wait()
+            self._count += 1
+            self.peak = max(self.peak, self._count)
+        try:
+            fd = opener(writable)
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify_all()
+            raise
+        handle = _Handle(index, fd, writable, users=1)
+        with self._cond:
+            old = self._handles.get(index)
+            if old is not None:
+                self._retire(old)
+            self._handles[index] = handle
+        return handle
+
+    def release(self, handle: _Handle) -> None:
+        with self._cond:
+            handle.users -= 1
+            if handle.users == 0 and handle.retired:
+                self._close(handle)
+            self._cond.notify_all()
+
+    def close_all(self) -> None:
+        """Close every idle descriptor now; ones in use close when released."""
+        with self._cond:
+            for h in list(self._handles.values()):
+                self._retire(h)
+
+    def _retire(self, h: _Handle) -> None:
+        if self._handles.get(h.index) is h:
+            del self._handles[h.index]
+        if h.users == 0:
+            self._close(h)
+        else:
+            h.retired = True
+
+    def _evict_one(self) -> bool:
+        for h in self._handles.values():
+            if h.users == 0:
+                self._retire(h)
+                return True
+        return False
+
+    def _close(self, h: _Handle) -> None:
+        with contextlib.suppress(OSError):
+            os.close(h.fd)
+        self._count -= 1
+        self._cond.notify_all()
+
+
+class PartFile:
+    """Bytes of skipped files that share a piece with a wanted file (libtorrent's ``.parts``).
+
+    So that a skipped file never appears on disk, its part of a boundary piece lives here: one
+    slot of ``piece_length`` bytes per such piece, at the same offsets as in the piece. Layout:
+    a header (magic, piece count, piece length, then one little-endian int32 slot number per
+    piece, -1 for none) padded to 4 KiB, then the slots. Not thread-safe: the owner serialises.
+    """
+
+    MAGIC = b"CCBTPRT1"
+
+    def __init__(self, path: str, num_pieces: int, piece_length: int) -> None:
+        self.path = path
+        self.num_pieces = num_pieces
+        self.piece_length = piece_length
+        self.header_size = -(-(16 + 4 * num_pieces) // 4096) * 4096
+        self._fd: int | None = None
+        self._loaded = False
+        self._slots: dict[int, int] = {}
+        self._free: list[int] = []
+        self._next_slot = 0
+
+    def has(self, piece: int) -> bool:
+        self._load()
+        return piece in self._slots
+
+    def has_slots(self) -> bool:
+        self._load()
+        return bool(self._slots)
+
+    def _error(self, exc: OSError, operation: Operation) -> StorageError:
+        return StorageError.from_oserror(exc, self.path, operation)
+
+    def _load(self) -> None:
+        """Read the slot table of an existing part file (a foreign or broken one is ignored)."""
+        if self._loaded:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | _O_FLAGS)
+        except FileNotFoundError:
+            self._loaded = True
+            return
+        except OSError as exc:
+            raise self._error(exc, "open") from exc
+        head_buf = bytearray(16 + 4 * self.num_pieces)
+        try:
+            head = bytes(head_buf[: read_all_at(fd, memoryview(head_buf), 0)])
+        except OSError as exc:
+            os.close(fd)
+            raise self._error(exc, "read") from exc
+        self._fd = fd
+        self._loaded = True
+        expect = self.MAGIC + struct.pack("<II", self.num_pieces, self.piece_length)
+        if len(head) != 16 + 4 * self.num_pieces or not head.startswith(expect):
+            self._write_header()  # not ours (or torn): start empty
+            return
+        for piece, (slot,) in enumerate(struct.iter_unpack("<i", head[16:])):
+            if slot >= 0:
+                self._slots[piece] = slot
+        used = set(self._slots.values())
+        self._next_slot = max(used, default=-1) + 1
+        self._free = [s for s in range(self._next_slot) if s not in used]
+        heapq.heapify(self._free)
+
+    def _write_header(self) -> None:
+        assert self._fd is not None
+        head = self.MAGIC + struct.pack("<II", self.num_pieces, self.piece_length)
+        try:
+            os.ftruncate(self._fd, 0)
+            write_all_at(self._fd, [memoryview(head + b"\xff" * (4 * self.num_pieces))], 0)
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+
+    def _slot_for_write(self, piece: int) -> int:
+        self._load()
+        if self._fd is None:
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _O_FLAGS, 0o666)
+            except OSError as exc:
+                raise self._error(exc, "open") from exc
+            self._write_header()
+        slot = self._slots.get(piece)
+        if slot is None:
+            slot = heapq.heappop(self._free) if self._free else self._next_slot
+            self._next_slot = max(self._next_slot, slot + 1)
+            self._set_entry(piece, slot)
+            self._slots[piece] = slot
+        return slot
+
+    def _set_entry(self, piece: int, slot: int) -> None:
+        assert self._fd is not None
+        try:
+            write_all_at(self._fd, [memoryview(struct.pack("<i", slot))], 16 + 4 * piece)
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+
+    def write(self, piece: int, offset: int, views: list[memoryview]) -> None:
+        """Store ``views`` at ``offset`` within ``piece``'s slot."""
+        pos = self.header_size + self._slot_for_write(piece) * self.piece_length + offset
+        assert self._fd is not None
+        try:
+            write_all_at(self._fd, views, pos)
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+
+    def read_into(self, piece: int, offset: int, out: memoryview) -> None:
+        """Fill ``out`` from ``piece``'s slot; a piece without a slot is missing data."""
+        self._load()
+        slot = self._slots.get(piece)
+        if slot is None or self._fd is None:
+            raise StorageError(errno.ENOENT, "Data of a skipped file is missing", self.path, "read")
+        pos = self.header_size + slot * self.piece_length + offset
+        try:
+            n = read_all_at(self._fd, out, pos)
+        except OSError as exc:
+            raise self._error(exc, "read") from exc
+        out[n:] = bytes(len(out) - n)  # never-written tail of a sparse slot
+
+    def free(self, piece: int) -> None:
+        slot = self._slots.pop(piece, None)
+        if slot is not None:
+            self._set_entry(piece, -1)
+            heapq.heappush(self._free, slot)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+        self._loaded = False
+        self._slots.clear()
+        self._free.clear()
+        self._next_slot = 0
+
+    def remove(self) -> None:
+        """Close and delete the file (when it holds nothing, or with the torrent's data)."""
+        self.close()
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error(exc, "delete") from exc
+
+
+@dataclass(slots=True)
+class _PieceBuf:
+    """Cached blocks of one piece, keyed by their offset in the piece."""
+
+    blocks: dict[int, bytes] = field(default_factory=dict)
+    nbytes: int = 0
+
+
+def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(intervals):
+        if out and s <= out[-1][1]:
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def _is_covered(needed: list[tuple[int, int]], have: list[tuple[int, int]]) -> bool:
+    """Whether every interval of ``needed`` lies inside one merged interval of ``have``."""
+    j = 0
+    for s, e in needed:
+        while j < len(have) and have[j][1] < e:
+            j += 1
+        if j == len(have) or have[j][0] > s:
+            return False
+    return True
+
+
+def _cut(views: list[memoryview], starts: list[int], off: int, length: int) -> list[memoryview]:
+    """Sub-views covering ``[off, off + length)`` of the concatenation of ``views``."""
+    out: list[memoryview] = []
+    end = off + length
+    for v, s in zip(views, starts, strict=True):
+        e = s + len(v)
+        if e <= off:
+            continue
+        if s >= end:
+            break
+        out.append(v[max(off, s) - s : min(end, e) - s])
+    return out
+
+
+class TorrentStorage:
+    """Reads and writes one torrent's pieces under ``save_path``."""
+
+    def __init__(
+        self,
+        info: TorrentInfo,
+        save_path: Path,
+        *,
+        preallocate: Preallocate = "sparse",
+        max_open_files: int = 64,
+        executor: concurrent.futures.Executor | None = None,
+        write_cache_bytes: int = 16 * MIB,
+    ) -> None:
+        if preallocate not in ("none", "sparse", "full"):
+            raise ValueError(f"preallocate must be none, sparse or full, not {preallocate!r}")
+        self.info = info
+        self.layout = PieceLayout(info)
+        self.save_path = Path(os.path.abspath(save_path))
+        self.preallocate: Preallocate = preallocate
+        self.write_cache_bytes = write_cache_bytes
+        self.file_pool = FilePool(max_open_files)
+        self._executor = executor
+        self._root = str(self.save_path)
+        self._prios: tuple[int, ...] = tuple(1 for _ in info.files)
+        self.part_file = PartFile(
+            os.path.join(self._root, f".{info.info_hash.hex()}.parts"),
+            info.num_pieces,
+            info.piece_length,
+        )
+        # _part_lock serialises part-file I/O and routing decisions (worker threads only);
+        # _state_lock guards the two fields below and is never held during I/O, so the loop
+        # may take it in set_file_priorities without blocking on the disk.
+        self._part_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        #: skipped file -> its bytes go to the part file (decided on first use: only if the file
+        #: does not exist yet, so data already in a real file stays there, like libtorrent)
+        self._use_part: dict[int, bool] = {}
+        #: un-skipped files whose part-file bytes still have to move into the real file
+        self._pending_export: set[int] = set()
+        self._cache: OrderedDict[int, _PieceBuf] = OrderedDict()
+        self._cached_bytes = 0
+        self._busy: dict[int, asyncio.Event] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of blocks held in the write cache (not yet on disk)."""
+        return self._cached_bytes
+
+    def set_file_priorities(self, prios: Sequence[int]) -> None:
+        """Per-file priority 0..7. Call it before any I/O (and before a recheck).
+
+        Skipped (0) files are never created: their bytes in boundary pieces go to the part file.
+        Un-skipping a file moves its bytes from the part file into the file, lazily on a worker
+        thread (before the next I/O touching that file, or at :meth:`flush`).
+        """
+        if len(prios) != len(self.info.files):
+            raise ValueError(f"need {len(self.info.files)} file priorities, got {len(prios)}")
+        if any(not 0 <= p <= MAX_PRIORITY for p in prios):
+            raise ValueError(f"file priorities must be within 0..{MAX_PRIORITY}")
+        with self._state_lock:
+            for i, (old, new) in enumerate(zip(self._prios, prios, strict=True)):
+                if old == 0 and new != 0:
+                    # its bytes may be in the part file (this session or an earlier one);
+                    # the export decides, keeping _use_part[i] as the routing decision so far
+                    self._pending_export.add(i)
+                elif old != 0 and new == 0:
+                    if i in self._pending_export:  # un-skipped and skipped again: nothing moved
+                        self._pending_export.discard(i)
+                    else:
+                        self._use_part.pop(i, None)  # decide again on first use
+            self._prios = tuple(prios)
+
+    def file_path(self, file_index: int) -> Path:
+        """Where file ``file_index`` lives (no containment check; see the I/O methods)."""
+        return self.save_path.joinpath(*self.info.files[file_index].path)
+
+    async def write_block(self, piece: int, begin: int, data: bytes | memoryview) -> None:
+        """Queue a block; it reaches the disk on hash, flush or cache pressure.
+
+        ``data`` is copied, so the caller may reuse its receive buffer. May raise
+        :class:`StorageError` when making room in the cache fails (the block itself is kept).
+        """
+        self._check(piece, begin, len(data))
+        if not len(data):
+            return
+        block = bytes(data)
+        buf = self._cache.get(piece)
+        if buf is None:
+            buf = self._cache[piece] = _PieceBuf()
+        old = buf.blocks.get(begin)
+        if old is not None:
+            buf.nbytes -= len(old)
+            self._cached_bytes -= len(old)
+        buf.blocks[begin] = block
+        buf.nbytes += len(block)
+        self._cached_bytes += len(block)
+        await self._relieve_pressure()
+
+    async def read_block(self, piece: int, begin: int, length: int) -> bytes:
+        """``length`` bytes at ``begin`` in ``piece``; pad bytes read as zeros.
+
+        Sees cached blocks. Raises :class:`StorageError` when a file is missing or too short.
+        """
+        self._check(piece, begin, length)
+        async with self._guard(piece):
+            buf = self._cache.get(piece)
+            blocks = list(buf.blocks.items()) if buf else []
+            from_disk = not (blocks and self._cache_covers(piece, begin, length, blocks))
+            data = await self._run(self._read_sync, piece, begin, length, blocks, from_disk)
+        return bytes(data)
+
+    async def read_piece(self, piece: int) -> bytes:
+        """The whole piece (pad bytes as zeros)."""
+        return await self.read_block(piece, 0, self.info.piece_size(piece))
+
+    async def hash_piece(self, piece: int) -> bool:
+        """Verify ``piece`` (v1 SHA-1, else v2 merkle); write it out if it came from the cache.
+
+        A complete piece still in the cache is hashed from memory; if it fails its blocks are
+        dropped without touching the disk. Otherwise pending blocks are written and the piece is
+        read back. Raises :class:`StorageError` for I/O failures (missing files included).
+        """
+        self.info.piece_size(piece)
+        async with self._guard(piece):
+            buf = self._cache.get(piece)
+            size = self.info.piece_size(piece)
+            if buf is not None:
+                blocks = list(buf.blocks.items())
+                if self._cache_covers(piece, 0, size, blocks):
+                    ok = await self._run(self._hash_cached_sync, piece, blocks)
+                    if not ok:
+                        self._drop(piece)
+                        return False
+                    await self._flush_locked(piece)
+                    return True
+            await self._flush_locked(piece)
+            return await self._run(self._hash_sync, piece)
+
+    async def check_piece(self, piece: int) -> bool:
+        """Like :meth:`hash_piece` for a recheck: unreadable data is just False, never an error.
+
+        Cached blocks of the piece are not looked at (flush first, as :func:`recheck` does).
+        """
+        self.info.piece_size(piece)
+        async with self._guard(piece):
+            return await self._run(self.check_piece_sync, piece)
+
+    async def flush(self) -> None:
+        """Write every cached block (raises :class:`StorageError`; unwritten blocks are kept).
+
+        Also finishes moving un-skipped files out of the part file.
+        """
+        for piece in list(self._cache):
+            async with self._guard(piece):
+                await self._flush_locked(piece)
+        if self._pending_export:
+            await self._run(self._export_pending_sync)
+
+    async def close(self) -> None:
+        """Flush, then close every descriptor. The storage reopens files lazily if used again."""
+        try:
+            await self.flush()
+        finally:
+            await self._run(self._close_sync)
+
+    async def discard_cache(self) -> None:
+        """Forget unwritten blocks (e.g. when a torrent is removed)."""
+        for piece in list(self._cache):
+            async with self._guard(piece):
+                self._drop(piece)
+
+    async def delete_files(self) -> None:
+        """Remove the torrent's files and the folders that are left empty ("remove with data").
+
+        The save folder itself is never removed. Files that are already gone are fine; the first
+        other failure is raised after trying every file.
+        """
+        await self.discard_cache()
+        await self._run(self._close_sync)
+        await self._run(self._delete_sync)
+
+    async def create_empty_files(self) -> None:
+        """Create the torrent's zero-length files (wanted ones); I/O never touches them."""
+        await self._run(self._create_empty_sync)
+
+    def file_progress(self, have: Sequence[bool]) -> list[int]:
+        """Bytes of each file covered by verified pieces (``have`` is per piece).
+
+        O(files) Python steps plus C-speed sums over ``have`` slices (a list or bytes works).
+        """
+        plen = self.info.piece_length
+        out: list[int] = []
+        for i, entry in enumerate(self.info.files):
+            if entry.length == 0 or entry.is_pad:
+                out.append(entry.length if entry.is_pad else 0)
+                continue
+            first, last = self.layout.file_piece_range(i)
+            end = entry.offset + entry.length
+            if first == last:
+                out.append(entry.length if have[first] else 0)
+                continue
+            total = sum(have[first + 1 : last]) * plen
+            if have[first]:
+                total += (first + 1) * plen - entry.offset
+            if have[last]:
+                total += end - last * plen
+            out.append(total)
+        return out
+
+    # ------------------------------------------------------------------ loop-side helpers
+
+    def _check(self, piece: int, begin: int, length: int) -> None:
+        size = self.info.piece_size(piece)
+        if begin < 0 or length < 0 or begin + length > size:
+            raise ValueError(f"range {begin}+{length} outside piece {piece} of {size} bytes")
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` on the executor; on cancellation, wait for the thread before unwinding.
+
+        Waiting keeps the per-piece guards honest: a cancelled caller must not release a piece
+        while a worker thread is still writing it.
+        """
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            while not fut.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([fut])
+            if not fut.cancelled():
+                fut.exception()  # mark retrieved; the cancellation wins
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, piece: int) -> AsyncIterator[None]:
+        """One I/O operation per piece at a time (writes vs reads/hashes of the same piece)."""
+        while (ev := self._busy.get(piece)) is not None:
+            await ev.wait()
+        ev = self._busy[piece] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._busy[piece]
+            ev.set()
+
+    def _needed(self, piece: int, begin: int, length: int) -> list[tuple[int, int]]:
+        """Non-pad intervals of ``[begin, begin + length)`` in piece coordinates."""
+        return [
+            (begin + s.buffer_offset, begin + s.buffer_offset + s.length)
+            for s in self.layout.slices(piece, begin, length)
+        ]
+
+    def _cache_covers(
+        self, piece: int, begin: int, length: int, blocks: list[tuple[int, bytes]]
+    ) -> bool:
+        needed = self._needed(piece, begin, length)
+        if sum(e - s for s, e in needed) > sum(len(d) for _, d in blocks):
+            return False
+        return _is_covered(needed, _merge([(b, b + len(d)) for b, d in blocks]))
+
+    def _drop(self, piece: int) -> None:
+        buf = self._cache.pop(piece, None)
+        if buf is not None:
+            self._cached_bytes -= buf.nbytes
+
+    def _restore(self, piece: int, buf: _PieceBuf) -> None:
+        """Put blocks that failed to write back, under blocks that arrived meanwhile."""
+        cur = self._cache.get(piece)
+        if cur is None:
+            self._cache[piece] = buf
+            self._cache.move_to_end(piece, last=False)
+            self._cached_bytes += buf.nbytes
+            return
+        for begin, data in buf.blocks.items():
+            if begin not in cur.blocks:
+                cur.blocks[begin] = data
+                cur.nbytes += len(data)
+                self._cached_bytes += len(data)
+
+    async def _relieve_pressure(self) -> None:
+        while self._cached_bytes > self.write_cache_bytes:
+            victim = next((p for p in self._cache if p not in self._busy), None)
+            if victim is None:
+                return  # everything cached is being written already
+            async with self._guard(victim):
+                await self._flush_locked(victim)
+
+    async def _flush_locked(self, piece: int) -> None:
+        buf = self._cache.pop(piece, None)
+        if buf is None:
+            return
+        self._cached_bytes -= buf.nbytes
+        written = False
+        try:
+            await self._run(self._write_sync, piece, sorted(buf.blocks.items()))
+            written = True
+        finally:
+            if not written:
+                self._restore(piece, buf)
+
+    # ------------------------------------------------------------------ worker-thread side
+
+    def _display_path(self, index: int) -> str:
+        return os.path.join(self._root, *self.info.files[index].path)
+
+    def _checked_path(self, index: int, operation: Literal["open", "delete"]) -> str:
+        """The file's path, refused unless it stays inside the save folder (symlinks resolved)."""
+        parts = self.info.files[index].path
+        seps = {os.sep, os.altsep} - {None}
+        bad = not parts or any(
+            p in ("", ".", "..") or "\0" in p or any(sep in p for sep in seps if sep) for p in parts
+        )
+        path = os.path.join(self._root, *parts)
+        if not bad:
+            root = os.path.realpath(self._root)
+            real = os.path.realpath(path)
+            bad = real == root or os.path.commonpath([root, real]) != root
+        if bad:
+            raise StorageError(
+                errno.EPERM, "Refusing a path outside the download folder", path, operation
+            )
+        return path
+
+    def _open_sync(self, index: int, writable: bool) -> int:
+        path = self._checked_path(index, "open")
+        entry = self.info.files[index]
+        mode = 0o777 if "x" in entry.attr else 0o666
+        try:
+            if writable:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_FLAGS, mode)
+            else:
+                fd = os.open(path, os.O_RDONLY | _O_FLAGS)
+        except OSError as exc:
+            raise StorageError.from_oserror(exc, path, "open") from exc
+        if writable:
+            try:
+                self._preallocate_fd(fd, entry.length, index)
+            except OSError as exc:
+                os.close(fd)
+                raise StorageError.from_oserror(exc, path, "allocate") from exc
+        return fd
+
+    def _preallocate_fd(self, fd: int, length: int, index: int) -> None:
+        if self._prios[index] == 0 or self.preallocate == "none":
+            return
+        size = os.fstat(fd).st_size
+        if size >= length:
+            return
+        if self.preallocate == "sparse":
+            os.ftruncate(fd, length)
+            return
+        fallocate = getattr(os, "posix_fallocate", None)
+        if fallocate is not None:
+            try:
+                fallocate(fd, 0, length)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+        while size < length:  # file system without fallocate: write real zeros
+            chunk = min(MIB, length - size)
+            write_all_at(fd, [memoryview(_ZERO_CHUNK)[:chunk]], size)
+            size += chunk
+
+    def _write_sync(self, piece: int, blocks: list[tuple[int, bytes]]) -> None:
+        """Write sorted blocks: contiguous runs, one ``pwritev`` per file slice of a run."""
+        i = 0
+        while i < len(blocks):
+            run_begin = blocks[i][0]
+            views: list[memoryview] = []
+            starts: list[int] = []
+            pos = run_begin
+            while i < len(blocks) and blocks[i][0] == pos:
+                starts.append(pos - run_begin)
+                views.append(memoryview(blocks[i][1]))
+                pos += len(blocks[i][1])
+                i += 1
+            if not views:  # overlapping block: write it as a run of its own
+                starts, views = [0], [memoryview(blocks[i][1])]
+                pos = run_begin + len(blocks[i][1])
+                i += 1
+            for sl in self.layout.slices(piece, run_begin, pos - run_begin):
+                part = _cut(views, starts, sl.buffer_offset, sl.length)
+                if not self._part_write(sl.file_index, piece, run_begin + sl.buffer_offset, part):
+                    self._pwritev(sl.file_index, part, sl.file_offset)
+
+    def _pwritev(self, index: int, views: list[memoryview], offset: int) -> None:
+        handle = self.file_pool.acquire(index, True, lambda w: self._open_sync(index, w))
+        try:
+            write_all_at(handle.fd, views, offset)
+        except OSError as exc:
+            raise StorageError.from_oserror(exc, self._display_path(index), "write") from exc
+        finally:
+            self.file_pool.release(handle)
+
+    def _pread_into(self, index: int, offset: int, out: memoryview) -> None:
+        handle = self.file_pool.acquire(index, False, lambda w: self._open_sync(index, w))
+        path = self._display_path(index)
+        try:
+            if read_all_at(handle.fd, out, offset) < len(out):
+                raise StorageError(errno.EIO, "File is shorter than the torrent says", path, "read")
+        except OSError as exc:
+            raise StorageError.from_oserror(exc, path, "read") from exc
+        finally:
+            self.file_pool.release(handle)
+
+    def _read_sync(
+        self,
+        piece: int,
+        begin: int,
+        length: int,
+        blocks: list[tuple[int, bytes]],
+        from_disk: bool,
+    ) -> bytearray:
+        """Bytes of the range: disk (if asked), then cached blocks on top, pad bytes zeroed."""
+        data = bytearray(length)
+        view = memoryview(data)
+        slices = self.layout.slices(piece, begin, length)
+        if from_disk:
+            for sl in slices:
+                seg = view[sl.buffer_offset : sl.buffer_offset + sl.length]
+                if not self._part_read(sl.file_index, piece, begin + sl.buffer_offset, seg):
+                    self._pread_into(sl.file_index, sl.file_offset, seg)
+        end = begin + length
+        for b, block in blocks:
+            s, e = max(b, begin), min(b + len(block), end)
+            if s < e:
+                view[s - begin : e - begin] = block[s - b : e - b]
+        if blocks:  # peers may send anything as pad bytes; pads are zeros
+            pos = 0
+            bounds = [(sl.buffer_offset, sl.buffer_offset + sl.length) for sl in slices]
+            for start, stop in [*bounds, (length, length)]:
+                if start > pos:
+                    view[pos:start] = bytes(start - pos)
+                pos = stop
+        return data
+
+    # part file routing: every slice of a skipped file goes through here
+
+    def _routes_to_part(self, index: int) -> bool:
+        """Whether file ``index``'s bytes live in the part file now (caller holds _part_lock)."""
+        with self._state_lock:
+            export = index in self._pending_export
+        if export:
+            self._export_locked(index)
+        with self._state_lock:
+            if self._prios[index] != 0:
+                return False
+            decided = self._use_part.get(index)
+        if decided is None:
+            decided = not os.path.lexists(self._display_path(index))
+            with self._state_lock:
+                decided = self._use_part.setdefault(index, decided)
+        return decided
+
+    def _part_write(self, index: int, piece: int, offset: int, views: list[memoryview]) -> bool:
+        if self._prios[index] != 0 and index not in self._pending_export:
+            return False  # fast path: wanted file, nothing to move
+        with self._part_lock:
+            if not self._routes_to_part(index):
+                return False
+            self.part_file.write(piece, offset, views)
+            return True
+
+    def _part_read(self, index: int, piece: int, offset: int, out: memoryview) -> bool:
+        if self._prios[index] != 0 and index not in self._pending_export:
+            return False
+        with self._part_lock:
+            if not self._routes_to_part(index):
+                return False
+            self.part_file.read_into(piece, offset, out)
+            return True
+
+    def _export_locked(self, index: int) -> None:
+        """Move file ``index``'s bytes from the part file into the file (holds _part_lock).
+
+        Idempotent, so a failure (disk full) simply leaves the export pending for a retry.
+        """
+        part = self.part_file
+        with self._state_lock:
+            in_part = self._use_part.get(index)
+        if in_part is None:  # never routed this session: the part holds it iff no file exists
+            in_part = not os.path.lexists(self._display_path(index))
+            with self._state_lock:  # remember, so a retry after a partial export still exports
+                self._use_part[index] = in_part
+        first, last = self.layout.file_piece_range(index)
+        for piece in range(first, last + 1) if in_part else ():
+            if not part.has(piece):
+                continue
+            slices = self.layout.slices(piece, 0, self.info.piece_size(piece))
+            for sl in slices:
+                if sl.file_index == index:
+                    buf = memoryview(bytearray(sl.length))
+                    part.read_into(piece, sl.buffer_offset, buf)
+                    self._pwritev(index, [buf], sl.file_offset)
+            with self._state_lock:
+                still = any(
+                    self._may_use_part(s.file_index) for s in slices if s.file_index != index
+                )
+            if not still:
+                part.free(piece)
+        with self._state_lock:
+            self._pending_export.discard(index)
+            self._use_part.pop(index, None)
+        if not part.has_slots():
+            part.remove()
+
+    def _may_use_part(self, index: int) -> bool:
+        """Whether file ``index`` may have bytes in the part file (caller holds _state_lock)."""
+        if index in self._pending_export:
+            return True
+        return self._prios[index] == 0 and self._use_part.get(index) is not False
+
+    def _export_pending_sync(self) -> None:
+        with self._part_lock:
+            with self._state_lock:
+                todo = sorted(self._pending_export)
+            for index in todo:
+                self._export_locked(index)
+
+    def _close_sync(self) -> None:
+        self.file_pool.close_all()
+        with self._part_lock:
+            self.part_file.close()
+
+    def _hash_cached_sync(self, piece: int, blocks: list[tuple[int, bytes]]) -> bool:
+        data = self._read_sync(piece, 0, self.info.piece_size(piece), blocks, False)
+        return verify_piece(self.layout, piece, data)
+
+    def _hash_sync(self, piece: int) -> bool:
+        data = self._read_sync(piece, 0, self.info.piece_size(piece), [], True)
+        return verify_piece(self.layout, piece, data)
+
+    def check_piece_sync(self, piece: int) -> bool:
+        """Recheck helper (runs on a worker thread): True only when the piece reads and verifies.
+
+        Unreadable data (missing or short file, I/O error) is simply "not verified".
+        """
+        try:
+            return self._hash_sync(piece)
+        except StorageError:
+            return False
+
+    def _create_empty_sync(self) -> None:
+        for i, entry in enumerate(self.info.files):
+            if entry.length or entry.is_pad or "l" in entry.attr or self._prios[i] == 0:
+                continue
+            path = self._checked_path(i, "open")
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | _O_FLAGS, 0o666))
+            except OSError as exc:
+                raise StorageError.from_oserror(exc, path, "open") from exc
+
+    def _delete_sync(self) -> None:
+        first_error: StorageError | None = None
+        dirs: set[str] = set()
+        root = os.path.normpath(self._root)
+        for i, entry in enumerate(self.info.files):
+            if entry.is_pad:
+                continue
+            try:
+                path = self._checked_path(i, "delete")
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                first_error = first_error or StorageError.from_oserror(
+                    exc, self._display_path(i), "delete"
+                )
+                continue
+            parent = os.path.dirname(os.path.normpath(self._display_path(i)))
+            while parent != root and parent.startswith(root + os.sep):
+                dirs.add(parent)
+                parent = os.path.dirname(parent)
+        with self._part_lock:
+            try:
+                self.part_file.remove()
+            except StorageError as exc:
+                first_error = first_error or exc
+            with self._state_lock:
+                self._use_part.clear()
+                self._pending_export.clear()
+        for d in sorted(dirs, key=len, reverse=True):  # deepest first
+            with contextlib.suppress(OSError):  # not empty (user files) or already gone
+                os.rmdir(d)
+        if first_error is not None:
+            raise first_error
