@@ -1,0 +1,187 @@
+"""Token buckets on a fake clock, the asyncio limiter, and the alternative-speed schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ccbt_engine.strategy.ratelimit import AltSpeedSchedule, RateLimiter, TokenBucket
+
+KIB = 1024
+
+
+def send_all(bucket: TokenBucket, chunks: list[int], start: float = 0.0) -> float:
+    """A sender that waits whatever each consume() says; returns the finishing time."""
+    now = start
+    for chunk in chunks:
+        now += bucket.consume(chunk, now)
+    return now
+
+
+def test_one_mib_at_100_kib_per_second() -> None:
+    chunks = [16 * KIB] * 64  # 1 MiB
+    # Default burst = one second of rate, so the first 100 KiB go at once.
+    finish = send_all(TokenBucket(100 * KIB), chunks)
+    assert finish == pytest.approx((1024 - 100) / 100, abs=1e-9)
+    # Without a burst the whole MiB is paced: ~10 s.
+    finish = send_all(TokenBucket(100 * KIB, burst=1), chunks)
+    assert finish == pytest.approx((1024 * KIB - 1) / (100 * KIB), abs=1e-9)
+
+
+@given(
+    rate=st.floats(min_value=100, max_value=1e7),
+    burst=st.floats(min_value=1, max_value=1e6),
+    chunks=st.lists(st.integers(min_value=0, max_value=1 << 20), min_size=1, max_size=50),
+)
+def test_long_run_rate_is_exact(rate: float, burst: float, chunks: list[int]) -> None:
+    total = sum(chunks)
+    finish = send_all(TokenBucket(rate, burst), chunks)
+    # Never faster than rate allows beyond the initial burst, and never slower than needed.
+    assert finish >= max(0.0, (total - burst) / rate) - 1e-6
+    # Each wait ends exactly when the balance returns to zero, so the sender is at most one
+    # burst's worth "early" and never late.
+    assert finish <= total / rate + 1e-6
+
+
+def test_idle_refill_is_capped_at_burst() -> None:
+    bucket = TokenBucket(1000, burst=500)
+    assert bucket.available(0.0) == 500
+    assert bucket.consume(500, 0.0) == 0.0
+    assert bucket.available(0.25) == pytest.approx(250)
+    assert bucket.available(3600.0) == 500
+    assert bucket.consume(1500, 3600.0) == pytest.approx(1.0)
+
+
+def test_deficit_accounting_makes_later_callers_wait() -> None:
+    bucket = TokenBucket(1000, burst=1000)
+    assert bucket.consume(3000, 0.0) == pytest.approx(2.0)
+    assert bucket.available(0.0) == pytest.approx(-2000)
+    # the next caller pays for the debt too
+    assert bucket.consume(1, 0.5) == pytest.approx(1.501)
+    assert bucket.consume(0, 10.0) == 0.0
+
+
+def test_unlimited() -> None:
+    bucket = TokenBucket(0)
+    assert bucket.unlimited and bucket.consume(10**12, 0.0) == 0.0
+    assert bucket.available(0.0) == math.inf
+
+
+def test_set_rate() -> None:
+    bucket = TokenBucket(1000)
+    assert bucket.burst == 1000
+    bucket.consume(5000, 0.0)
+    bucket.set_rate(4000)
+    assert bucket.burst == 4000, "a default burst follows the rate"
+    assert bucket.consume(0, 0.0) == pytest.approx(1.0), "debt now repaid at the new rate"
+    bucket.set_rate(0)
+    assert bucket.consume(10**9, 0.0) == 0.0
+    bucket.set_rate(100)
+    assert bucket.available(0.0) == 100, "a new limit starts with a full bucket"
+    custom = TokenBucket(100, burst=7)
+    custom.set_rate(1000)
+    assert custom.burst == 7
+
+
+def test_set_rate_with_now_credits_old_rate() -> None:
+    bucket = TokenBucket(100, burst=1000)
+    bucket.consume(1000, 0.0)
+    bucket.set_rate(1, now=5.0)  # 5 s at 100 B/s already earned 500 tokens
+    assert bucket.available(5.0) == pytest.approx(500)
+
+
+def test_clock_stepping_back_mints_nothing() -> None:
+    bucket = TokenBucket(1000, burst=1000)
+    bucket.consume(1000, 10.0)
+    assert bucket.available(5.0) == 0
+    assert bucket.available(10.5) == pytest.approx(500)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(-1, None), (math.nan, None), (math.inf, None), (10, 0), (10, -5)]
+)
+def test_invalid_bucket_arguments(rate: float, burst: float | None) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(rate, burst)
+
+
+def test_negative_consume_rejected() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(10).consume(-1, 0.0)
+
+
+async def test_rate_limiter_sleeps_for_slowest_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    fast, slow = TokenBucket(10_000, burst=1000), TokenBucket(1000, burst=1000)
+    limiter = RateLimiter()
+    await limiter.acquire(1000, [fast, slow])
+    assert slept == []
+    await limiter.acquire(2000, [fast, slow])
+    assert len(slept) == 1 and slept[0] == pytest.approx(2.0, abs=0.05)
+    assert fast.available(asyncio.get_running_loop().time()) < 0, "every bucket is charged"
+    await limiter.acquire(0, [slow])
+    await limiter.acquire(100, [])
+    assert len(slept) == 1
+
+
+async def test_rate_limiter_really_waits() -> None:
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(100_000, burst=1000)
+    start = loop.time()
+    await RateLimiter().acquire(6000, [bucket])  # 5000 bytes over burst at 100 kB/s = 50 ms
+    assert loop.time() - start >= 0.045
+
+
+def at(day: int, hh: int, mm: int) -> datetime:
+    """2024-01-01 was a Monday (weekday 0)."""
+    return datetime(2024, 1, 1 + day, hh, mm)
+
+
+def test_schedule_same_day_range() -> None:
+    sched = AltSpeedSchedule("08:30", "17:00", {0, 1, 2, 3, 4})
+    assert sched.active(at(0, 8, 30))
+    assert sched.active(at(4, 16, 59))
+    assert not sched.active(at(0, 17, 0))
+    assert not sched.active(at(0, 8, 29))
+    assert not sched.active(at(5, 12, 0)), "Saturday is not scheduled"
+
+
+def test_schedule_wrapping_midnight_belongs_to_start_day() -> None:
+    sched = AltSpeedSchedule("22:00", "06:00", {4})  # Friday night
+    assert sched.active(at(4, 22, 0))
+    assert sched.active(at(4, 23, 59))
+    assert sched.active(at(5, 0, 0)), "Saturday morning continues Friday's window"
+    assert sched.active(at(5, 5, 59))
+    assert not sched.active(at(5, 6, 0))
+    assert not sched.active(at(4, 5, 0)), "Friday morning belongs to Thursday's window"
+    assert not sched.active(at(5, 22, 0))
+    sunday = AltSpeedSchedule("23:00", "01:00", {6})
+    assert sunday.active(datetime(2024, 1, 8, 0, 30)), "wraps from Sunday into Monday"
+
+
+def test_schedule_whole_day_and_defaults() -> None:
+    sched = AltSpeedSchedule("00:00", "00:00")
+    assert all(sched.active(at(d, h, 0)) for d in range(7) for h in (0, 12, 23))
+    weekend = AltSpeedSchedule("10:00", "10:00", [5, 6])
+    assert weekend.active(at(6, 3, 0)) and not weekend.active(at(0, 3, 0))
+
+
+@pytest.mark.parametrize("bad", ["24:00", "7", "07:60", "ab:cd", "07:5", "-1:00", ""])
+def test_schedule_rejects_bad_times(bad: str) -> None:
+    with pytest.raises(ValueError):
+        AltSpeedSchedule(bad, "08:00")
+
+
+def test_schedule_rejects_bad_days() -> None:
+    with pytest.raises(ValueError):
+        AltSpeedSchedule("01:00", "02:00", {7})
