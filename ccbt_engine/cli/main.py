@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "config": "ccbt_engine.cli.config_cmd:config",
     "info": "ccbt_engine.cli.info_cmd:info",
     "create": "ccbt_engine.cli.create_cmd:create",
+    "download": "ccbt_engine.cli.download_cmd:download",
+    "seed": "ccbt_engine.cli.download_cmd:seed",
 }
 
 

@@ -1,0 +1,363 @@
+"""The engine's public facade: the only surface the GUI, the CLI and the remote daemon use.
+
+Commands are methods on :class:`Session` and :class:`TorrentHandle`; state comes back as frozen
+snapshot dataclasses (cheap to compare, safe to hand to another thread or serialise) and as
+typed events from :mod:`ccbt_engine.events`. Nothing here exposes engine internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccbt_engine import events as ev
+from ccbt_engine.config import Settings
+from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
+from ccbt_engine.session import SessionCore, SessionError, default_save_path
+from ccbt_engine.torrent import AddOptions, PeerState, Torrent, TorrentState
+
+__all__ = [
+    "FileStatus",
+    "MetainfoError",
+    "PeerStatus",
+    "Session",
+    "SessionError",
+    "TorrentHandle",
+    "TorrentState",
+    "TorrentStatus",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TorrentStatus:
+    """One torrent's state at one moment."""
+
+    info_hash: str
+    info_hash_v2: str | None
+    name: str
+    state: str
+    progress: float
+    #: bytes of the pieces we want, and how many of those we have
+    wanted_size: int
+    wanted_done: int
+    total_size: int
+    download_rate: float
+    upload_rate: float
+    num_peers: int
+    num_seeds: int
+    downloaded: int
+    uploaded: int
+    ratio: float
+    eta: float | None
+    save_path: str
+    added_time: float
+    time_active: float
+    error: str | None
+    num_pieces: int
+    piece_length: int
+    pieces_have: int
+    hash_failures: int
+    wasted: int
+    checking_progress: float
+    sequential: bool
+    download_limit: int
+    upload_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """One connected peer, as a qBittorrent user would see it in the Peers tab."""
+
+    address: str
+    client: str
+    #: qBittorrent-style: D/d (downloading / interested but choked), U/u, I incoming, S snubbed
+    flags: str
+    progress: float
+    download_rate: float
+    upload_rate: float
+    downloaded: int
+    uploaded: int
+    source: str
+    transport: str
+    encrypted: bool
+    is_seed: bool
+    hash_failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileStatus:
+    index: int
+    path: str
+    size: int
+    priority: int
+    is_pad: bool
+
+
+class TorrentHandle:
+    """Commands and state of one torrent. Stays valid after removal (commands then fail)."""
+
+    def __init__(self, session: Session, torrent: Torrent) -> None:
+        self._session = session
+        self._t = torrent
+
+    @property
+    def info_hash(self) -> str:
+        return self._t.info_hash_hex
+
+    @property
+    def name(self) -> str:
+        return self._t.name
+
+    @property
+    def info(self) -> TorrentInfo:
+        return self._t.info
+
+    def status(self) -> TorrentStatus:
+        t = self._t
+        now = time.monotonic()
+        have = t.picker.have.count()
+        wanted = t.wanted_bytes
+        done = wanted - t.picker.wanted_remaining()
+        down_rate = t.down.rate(now)
+        up_rate = t.up.rate(now)
+        remaining = wanted - done
+        eta = None if down_rate <= 0 else remaining / down_rate
+        if remaining == 0:
+            eta = 0.0
+        downloaded, uploaded = t.down.total, t.up.total
+        return TorrentStatus(
+            info_hash=t.info_hash_hex,
+            info_hash_v2=t.info.info_hash_v2.hex() if t.info.info_hash_v2 else None,
+            name=t.name,
+            state=str(t.state),
+            progress=t.progress,
+            wanted_size=wanted,
+            wanted_done=done,
+            total_size=sum(f.length for f in t.info.files if not f.is_pad),
+            download_rate=down_rate,
+            upload_rate=up_rate,
+            num_peers=len(t.peers),
+            num_seeds=sum(1 for p in t.peers.values() if p.is_seed),
+            downloaded=downloaded,
+            uploaded=uploaded,
+            ratio=uploaded / downloaded if downloaded else 0.0,
+            eta=eta,
+            save_path=str(t.save_path),
+            added_time=t.added_time,
+            time_active=t.time_active(),
+            error=t.error,
+            num_pieces=t.info.num_pieces,
+            piece_length=t.info.piece_length,
+            pieces_have=have,
+            hash_failures=t.hash_failures,
+            wasted=t.wasted,
+            checking_progress=t.checking_progress,
+            sequential=t.picker.sequential,
+            download_limit=int(t.down_bucket.rate),
+            upload_limit=int(t.up_bucket.rate),
+        )
+
+    def peers(self) -> list[PeerStatus]:
+        now = time.monotonic()
+        return [_peer_status(ps, now) for ps in self._t.peers.values()]
+
+    def files(self) -> list[FileStatus]:
+        t = self._t
+        return [
+            FileStatus(i, "/".join(f.path), f.length, t.file_priorities[i], f.is_pad)
+            for i, f in enumerate(t.info.files)
+        ]
+
+    def pieces(self) -> bytes:
+        """Bitfield of verified pieces (BitTorrent bit order)."""
+        return self._t.picker.have.to_bytes()
+
+    async def pause(self) -> None:
+        await self._t.pause()
+
+    async def resume(self) -> None:
+        await self._t.resume()
+
+    async def force_recheck(self) -> None:
+        await self._t.force_recheck()
+
+    async def remove(self, *, delete_files: bool = False) -> None:
+        await self._session.remove(self.info_hash, delete_files=delete_files)
+
+    def set_file_priorities(self, priorities: Sequence[int]) -> None:
+        """0 = skip, 1 = low, 4 = normal, 7 = high, one per file (pad files included)."""
+        self._t.set_file_priorities(priorities)
+
+    def set_sequential(self, value: bool) -> None:
+        self._t.picker.sequential = value
+
+    def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
+        """Bytes per second; 0 = unlimited; None = unchanged."""
+        self._t.set_limits(download, upload)
+
+    def connect_peer(self, host: str, port: int, source: str = "manual") -> None:
+        self._t.add_peers([(host, port)], source)
+
+    async def wait_finished(self, timeout: float | None = None) -> TorrentStatus:
+        """Wait until every wanted piece is verified (or raise on the torrent's error)."""
+        done = asyncio.Event()
+
+        def listener(event: ev.Event) -> None:
+            if event.info_hash == self.info_hash and isinstance(
+                event, ev.TorrentFinished | ev.TorrentError | ev.TorrentRemoved
+            ):
+                done.set()
+
+        unsubscribe = self._session.events.subscribe(listener)
+        try:
+            if not self._is_finished_or_failed():
+                await asyncio.wait_for(done.wait(), timeout)
+        finally:
+            unsubscribe()
+        status = self.status()
+        if status.error:
+            raise SessionError(status.error)
+        return status
+
+    def _is_finished_or_failed(self) -> bool:
+        return self._t.state in (TorrentState.SEEDING, TorrentState.ERROR) or (
+            self._t.state != TorrentState.CHECKING and self._t.picker.is_finished()
+        )
+
+
+def _peer_status(ps: PeerState, now: float) -> PeerStatus:
+    flags = ""
+    if ps.am_interested:
+        flags += "d" if ps.peer_choking else "D"
+    if ps.peer_interested:
+        flags += "u" if ps.am_choking else "U"
+    if not ps.conn.outgoing:
+        flags += "I"
+    if ps.snubbed:
+        flags += "S"
+    n = len(ps.bitfield)
+    return PeerStatus(
+        address=ps.conn.address_text,
+        client=ps.client,
+        flags=flags,
+        progress=ps.bitfield.count() / n if n else 0.0,
+        download_rate=ps.down.rate(now),
+        upload_rate=ps.up.rate(now),
+        downloaded=ps.down.total,
+        uploaded=ps.up.total,
+        source=ps.source,
+        transport="TCP",
+        encrypted=False,
+        is_seed=ps.is_seed,
+        hash_failures=ps.hash_fails,
+    )
+
+
+TorrentSource = bytes | str | Path | Metainfo
+
+
+class Session:
+    """The engine: add torrents, control them, watch their state.
+
+    ``async with Session(settings) as session:`` starts listening and stops cleanly (flushing
+    data) on exit.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, listen_port: int | None = None) -> None:
+        self._core = SessionCore(settings, listen_port=listen_port)
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        await self._core.start()
+
+    async def stop(self) -> None:
+        await self._core.stop()
+
+    @property
+    def settings(self) -> Settings:
+        return self._core.settings
+
+    @property
+    def listen_port(self) -> int:
+        return self._core.listen_port
+
+    @property
+    def events(self) -> ev.EventBus:
+        return self._core.events
+
+    async def add_torrent(
+        self,
+        source: TorrentSource,
+        save_path: str | Path | None = None,
+        *,
+        paused: bool = False,
+        file_priorities: Sequence[int] | None = None,
+        sequential: bool = False,
+    ) -> TorrentHandle:
+        """Add a torrent from .torrent bytes, a path to one, or a parsed :class:`Metainfo`."""
+        if isinstance(source, Metainfo):
+            metainfo = source
+        elif isinstance(source, bytes):
+            metainfo = parse_torrent(source)
+        else:
+            metainfo = load_torrent(Path(source))
+        path = Path(save_path) if save_path is not None else default_save_path(self.settings)
+        limits = self.settings.limits
+        options = AddOptions(
+            save_path=path.expanduser(),
+            paused=paused,
+            file_priorities=file_priorities,
+            sequential=sequential,
+            download_limit=limits.per_torrent_down_kib * 1024,
+            upload_limit=limits.per_torrent_up_kib * 1024,
+        )
+        torrent = await self._core.add_torrent(metainfo, metainfo.info, options)
+        return TorrentHandle(self, torrent)
+
+    def torrents(self) -> list[TorrentHandle]:
+        return [TorrentHandle(self, t) for t in self._core.torrents.values()]
+
+    def get(self, info_hash: str) -> TorrentHandle:
+        torrent = self._core.torrents.get(bytes.fromhex(info_hash))
+        if torrent is None:
+            raise SessionError(f"no torrent with infohash {info_hash}")
+        return TorrentHandle(self, torrent)
+
+    async def remove(self, info_hash: str, *, delete_files: bool = False) -> None:
+        await self._core.remove_torrent(bytes.fromhex(info_hash), delete_files=delete_files)
+
+    def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
+        """Global limits in bytes per second; 0 = unlimited; None = unchanged."""
+        self._core.set_global_limits(download, upload)
+
+    def global_rates(self) -> tuple[float, float]:
+        now = time.monotonic()
+        return self._core.down.rate(now), self._core.up.rate(now)
+
+    def statuses(self) -> list[TorrentStatus]:
+        return [h.status() for h in self.torrents()]
+
+    async def snapshots(self, interval: float = 1.0) -> AsyncIterator[list[TorrentStatus]]:
+        """Every ``interval`` seconds, the statuses that changed since the previous snapshot.
+
+        The first snapshot has every torrent; removed torrents are announced by events.
+        """
+        previous: dict[str, TorrentStatus] = {}
+        while True:
+            current = {s.info_hash: s for s in self.statuses()}
+            changed = [s for h, s in current.items() if previous.get(h) != s]
+            previous = current
+            yield changed
+            await asyncio.sleep(interval)
+
+    def subscribe(self, listener: Callable[[ev.Event], None]) -> Callable[[], None]:
+        return self._core.events.subscribe(listener)

@@ -1,0 +1,206 @@
+"""asyncio shell for one peer connection: moves bytes between a transport and the wire core.
+
+The connection knows the wire (handshake, message framing, flow control, byte counters) but not
+the torrent's strategy; everything after the handshake is handed to a :class:`PeerHandler` (the
+torrent), which decides what to request, what to upload and when to choke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from ccbt_engine.protocol import wire
+from ccbt_engine.protocol.wire import ProtocolError, WireParser
+
+if TYPE_CHECKING:
+    from ccbt_engine.protocol.wire import Event
+
+log = logging.getLogger(__name__)
+
+#: receive/send socket buffers; loopback and LAN transfers stall with the small defaults
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+class PeerHandler(Protocol):
+    """What a connection reports to once the handshake has matched a torrent."""
+
+    def on_peer_connected(self, conn: PeerConnection) -> str | None:
+        """Handshake matched: set the peer up; return a reason to refuse it, or None."""
+        ...
+
+    def on_peer_event(self, conn: PeerConnection, event: Event) -> None: ...
+
+    def on_peer_closed(self, conn: PeerConnection, reason: str) -> None: ...
+
+    def on_peer_writable(self, conn: PeerConnection) -> None: ...
+
+
+#: (info_hash) -> handler for it and its piece count, or None when we don't serve it
+TorrentLookup = Callable[[bytes], "tuple[PeerHandler, bytes, int] | None"]
+
+
+class PeerConnection(asyncio.Protocol):
+    """One TCP connection to a peer, from connect/accept until close.
+
+    ``outgoing`` connections know their torrent from the start and send the handshake on
+    connect; incoming ones wait for the remote handshake and find the torrent by infohash.
+    """
+
+    def __init__(
+        self,
+        *,
+        peer_id: bytes,
+        lookup: TorrentLookup,
+        outgoing_info_hash: bytes | None = None,
+    ) -> None:
+        self.peer_id = peer_id
+        self._lookup = lookup
+        self.info_hash = outgoing_info_hash
+        self.outgoing = outgoing_info_hash is not None
+        self.transport: asyncio.Transport | None = None
+        self.address: tuple[str, int] = ("", 0)
+        self.handler: PeerHandler | None = None
+        self.remote: wire.Handshake | None = None
+        self.parser = WireParser(expect_handshake=True)
+        self.handshake_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # incoming connections have nobody awaiting the handshake: mark failures as seen
+        self.handshake_done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.closed = False
+        self.close_reason = ""
+        self.write_paused = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        #: extra bookkeeping the handler keeps per connection
+        self.state: object = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.address = (str(peername[0]), int(peername[1]))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        transport.set_write_buffer_limits(high=1024 * 1024, low=256 * 1024)
+        if self.outgoing:
+            assert self.info_hash is not None
+            transport.write(wire.encode_handshake(self.info_hash, self.peer_id))
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.bytes_in += len(data)
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+            return
+        for event in events:
+            if self.closed:
+                return
+            if isinstance(event, wire.Handshake):
+                if not self._accept_handshake(event):
+                    return
+                continue
+            if self.handler is None:
+                self.close("message before handshake")
+                return
+            try:
+                self.handler.on_peer_event(self, event)
+            except ProtocolError as exc:
+                self.close(f"protocol error: {exc}")
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = self.close_reason or (str(exc) if exc else "connection closed")
+        if not self.handshake_done.done():
+            self.handshake_done.set_exception(ConnectionError(self.close_reason))
+        if self.handler is not None:
+            self.handler.on_peer_closed(self, self.close_reason)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.handler is not None and not self.closed:
+            self.handler.on_peer_writable(self)
+
+    # -- handshake -----------------------------------------------------------------------
+    def _accept_handshake(self, hs: wire.Handshake) -> bool:
+        if hs.peer_id == self.peer_id:
+            self.close("connected to ourselves")
+            return False
+        if self.outgoing:
+            if hs.info_hash != self.info_hash:
+                self.close("peer answered with another infohash")
+                return False
+            found = self._lookup(hs.info_hash)
+        else:
+            found = self._lookup(hs.info_hash)
+            if found is None:
+                self.close("unknown infohash")
+                return False
+        if found is None:
+            self.close("torrent no longer active")
+            return False
+        handler, info_hash, num_pieces = found
+        self.info_hash = info_hash
+        self.remote = hs
+        self.parser.set_num_pieces(num_pieces)
+        if not self.outgoing and self.transport is not None:
+            self.transport.write(wire.encode_handshake(info_hash, self.peer_id))
+        refusal = handler.on_peer_connected(self)
+        if refusal is not None:
+            self.close(refusal)
+            return False
+        self.handler = handler
+        if not self.handshake_done.done():
+            self.handshake_done.set_result(None)
+        return True
+
+    # -- sending ----------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    def send_parts(self, parts: list[bytes | memoryview]) -> None:
+        if self.transport is not None and not self.closed:
+            self.bytes_out += sum(len(p) for p in parts)
+            self.transport.writelines(parts)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        log.debug("closing %s:%d: %s", self.address[0], self.address[1], reason)
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def address_text(self) -> str:
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,163 @@
+"""The session: owns torrents, listening sockets, global limits, the disk/hash thread pool.
+
+Internal: the GUI, CLI and daemon use :mod:`ccbt_engine.api`, which wraps this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import string
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ccbt_engine import CLIENT_NAME, __version__
+from ccbt_engine import events as ev
+from ccbt_engine.config import Settings
+from ccbt_engine.metainfo import Metainfo, TorrentInfo
+from ccbt_engine.net.peer import PeerConnection, PeerHandler
+from ccbt_engine.stats import RateMeter
+from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
+from ccbt_engine.torrent import AddOptions, Torrent, TorrentState
+
+log = logging.getLogger(__name__)
+
+#: Azureus-style peer id prefix: CC = ccBitTorrent, then the version digits
+PEER_ID_PREFIX = b"-CC" + __version__.replace(".", "").ljust(4, "0")[:4].encode() + b"-"
+
+
+def make_peer_id() -> bytes:
+    alphabet = string.ascii_letters + string.digits
+    tail = "".join(secrets.choice(alphabet) for _ in range(20 - len(PEER_ID_PREFIX)))
+    return PEER_ID_PREFIX + tail.encode()
+
+
+class SessionError(RuntimeError):
+    """A command the session cannot carry out (duplicate torrent, unknown torrent …)."""
+
+
+class SessionCore:
+    """Everything that runs: torrents, listeners, limits; ``await start()``, ``await stop()``."""
+
+    def __init__(self, settings: Settings | None = None, *, listen_port: int | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self._port_override = listen_port
+        self.peer_id = make_peer_id()
+        self.client_name = f"{CLIENT_NAME} {__version__}"
+        workers = max(2, self.settings.disk.hash_threads + 1)
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ccbt-disk")
+        self.events = ev.EventBus()
+        self.torrents: dict[bytes, Torrent] = {}
+        #: wire infohash -> torrent, including a hybrid torrent's truncated v2 hash
+        self._by_wire_hash: dict[bytes, Torrent] = {}
+        self.down = RateMeter()
+        self.up = RateMeter()
+        limits = self.settings.limits
+        self.down_bucket = TokenBucket(limits.global_down_kib * 1024)
+        self.up_bucket = TokenBucket(limits.global_up_kib * 1024)
+        self.limiter = RateLimiter()
+        self.half_open = 0
+        self.listen_port = 0
+        self._servers: list[asyncio.Server] = []
+        self.started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.started:
+            return
+        net = self.settings.network
+        port = net.listen_port if self._port_override is None else self._port_override
+        loop = asyncio.get_running_loop()
+        hosts = [h for h in net.listen_interfaces if net.enable_ipv6 or ":" not in h]
+        errors = []
+        for host in hosts:
+            try:
+                server = await loop.create_server(self._incoming, host, port, reuse_address=True)
+            except OSError as exc:
+                errors.append(f"{host}:{port}: {exc.strerror or exc}")
+                continue
+            self._servers.append(server)
+            if port == 0:  # the other families share the port the first one got
+                port = server.sockets[0].getsockname()[1]
+        if not self._servers:
+            raise SessionError("cannot listen for peers: " + "; ".join(errors))
+        for msg in errors:
+            log.warning("not listening on %s", msg)
+        self.listen_port = port
+        self.started = True
+        log.info("listening for peers on port %d", port)
+
+    async def stop(self) -> None:
+        """Close every torrent (flushing data) and the listeners."""
+        for torrent in list(self.torrents.values()):
+            await torrent.close()
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._servers.clear()
+        self.executor.shutdown(wait=True, cancel_futures=False)
+        self.started = False
+
+    # -- connections ----------------------------------------------------------------------
+    def _incoming(self) -> PeerConnection:
+        return PeerConnection(peer_id=self.peer_id, lookup=self.lookup_torrent)
+
+    def lookup_torrent(self, info_hash: bytes) -> tuple[PeerHandler, bytes, int] | None:
+        torrent = self._by_wire_hash.get(info_hash)
+        if torrent is None or torrent.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
+            return None
+        return torrent, info_hash, torrent.info.num_pieces
+
+    def peer_count(self) -> int:
+        return sum(len(t.peers) for t in self.torrents.values())
+
+    def can_open_connection(self) -> bool:
+        net = self.settings.network
+        return self.half_open < net.max_half_open and self.peer_count() < net.max_global_peers
+
+    def can_accept_peer(self) -> bool:
+        return self.peer_count() < self.settings.network.max_global_peers
+
+    # -- torrents -------------------------------------------------------------------------
+    async def add_torrent(
+        self,
+        metainfo: Metainfo | None,
+        info: TorrentInfo,
+        options: AddOptions,
+    ) -> Torrent:
+        if info.info_hash in self.torrents:
+            raise SessionError(f"torrent {info.name!r} is already in the session")
+        torrent = Torrent(self, info, options, metainfo)
+        self.torrents[info.info_hash] = torrent
+        self._by_wire_hash[info.info_hash] = torrent
+        if info.info_hash_v2 is not None:
+            self._by_wire_hash[info.info_hash_v2[:20]] = torrent
+        self.events.publish(ev.TorrentAdded(info_hash=torrent.info_hash_hex, name=info.name))
+        await torrent.start()
+        return torrent
+
+    async def remove_torrent(self, info_hash: bytes, *, delete_files: bool = False) -> None:
+        torrent = self.torrents.pop(info_hash, None)
+        if torrent is None:
+            raise SessionError(f"no torrent with infohash {info_hash.hex()}")
+        for key in [k for k, t in self._by_wire_hash.items() if t is torrent]:
+            del self._by_wire_hash[key]
+        await torrent.close(delete_files=delete_files)
+        self.events.publish(
+            ev.TorrentRemoved(info_hash=torrent.info_hash_hex, with_data=delete_files)
+        )
+
+    def set_global_limits(self, download: int | None = None, upload: int | None = None) -> None:
+        if download is not None:
+            self.down_bucket.set_rate(download)
+        if upload is not None:
+            self.up_bucket.set_rate(upload)
+
+
+def default_save_path(settings: Settings) -> Path:
+    return Path(os.path.expanduser(str(settings.disk.download_path)))

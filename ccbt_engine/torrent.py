@@ -1,0 +1,869 @@
+"""One torrent's lifecycle (checking → downloading → seeding; paused; error) and its swarm logic.
+
+The torrent owns its storage, piece picker and peers. Connections (``net.peer``) report wire
+events here; this module decides interest, requests, uploads and choking. It never blocks the
+loop: disk and hashing run in the storage's executor, awaited in tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ccbt_engine import events as ev
+from ccbt_engine.bitfield import Bitfield, BitfieldError
+from ccbt_engine.net.peer import PeerConnection
+from ccbt_engine.protocol import wire
+from ccbt_engine.protocol.extension import (
+    ExtensionHandshake,
+    decode_extension_handshake,
+    encode_extension_handshake,
+)
+from ccbt_engine.protocol.fast import allowed_fast_set
+from ccbt_engine.protocol.wire import ProtocolError
+from ccbt_engine.stats import RateMeter
+from ccbt_engine.storage.checker import recheck
+from ccbt_engine.storage.errors import StorageError
+from ccbt_engine.storage.files import TorrentStorage
+from ccbt_engine.storage.layout import PieceLayout
+from ccbt_engine.strategy.choker import Choker, PeerChokeInfo, is_snubbed
+from ccbt_engine.strategy.picker import PRIORITY_NORMAL, PiecePicker
+from ccbt_engine.strategy.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from ccbt_engine.metainfo import Metainfo, TorrentInfo
+    from ccbt_engine.session import SessionCore
+
+log = logging.getLogger(__name__)
+
+BLOCK = 16 * 1024
+#: requests we accept queued from one peer before rejecting more (advertised as ``reqq``)
+MAX_UPLOAD_QUEUE = 500
+#: seconds an outstanding request may wait before it is re-assigned
+REQUEST_TIMEOUT = 60.0
+KEEPALIVE_INTERVAL = 60.0
+IDLE_TIMEOUT = 180.0
+HANDSHAKE_TIMEOUT = 20.0
+#: seconds of download worth of requests kept in flight per peer (bandwidth-delay sizing)
+REQUEST_QUEUE_TIME = 3.0
+MIN_QUEUE_DEPTH = 16
+
+
+class TorrentState(enum.StrEnum):
+    CHECKING = "checking"
+    DOWNLOADING = "downloading"
+    SEEDING = "seeding"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+@dataclass(eq=False)
+class PeerState:
+    """What the torrent knows about one connected peer."""
+
+    conn: PeerConnection
+    bitfield: Bitfield
+    source: str
+    connected_at: float
+    am_choking: bool = True
+    am_interested: bool = False
+    peer_choking: bool = True
+    peer_interested: bool = False
+    #: (piece, begin) -> (length, time requested)
+    requests: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)
+    upload_queue: deque[wire.Request] = field(default_factory=deque)
+    upload_task: asyncio.Task[None] | None = None
+    allowed_fast_in: set[int] = field(default_factory=set)
+    allowed_fast_out: set[int] = field(default_factory=set)
+    down: RateMeter = field(default_factory=RateMeter)
+    up: RateMeter = field(default_factory=RateMeter)
+    last_block: float = 0.0
+    last_received: float = 0.0
+    last_sent: float = 0.0
+    client: str = ""
+    reqq: int = 250
+    hash_fails: int = 0
+    snubbed: bool = False
+    extensions: ExtensionHandshake | None = None
+    resume_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def fast(self) -> bool:
+        remote = self.conn.remote
+        return remote is not None and remote.supports_fast
+
+    @property
+    def is_seed(self) -> bool:
+        return self.bitfield.all()
+
+
+@dataclass(frozen=True, slots=True)
+class AddOptions:
+    """How a torrent is added (the facade's ``add_torrent`` arguments)."""
+
+    save_path: Path
+    paused: bool = False
+    file_priorities: Sequence[int] | None = None
+    sequential: bool = False
+    download_limit: int = 0
+    upload_limit: int = 0
+
+
+class Torrent:
+    """A torrent in the session."""
+
+    def __init__(
+        self,
+        session: SessionCore,
+        info: TorrentInfo,
+        options: AddOptions,
+        metainfo: Metainfo | None = None,
+    ) -> None:
+        self.session = session
+        self.info = info
+        self.metainfo = metainfo
+        self.save_path = options.save_path
+        self.name = info.name
+        self.info_hash = info.info_hash
+        self.info_hash_hex = self.info_hash.hex()
+        self.added_time = time.time()
+        self.state = TorrentState.PAUSED
+        self.error: str | None = None
+        self.paused = options.paused
+        self.layout = PieceLayout(info)
+        self.picker = PiecePicker(info.num_pieces, info.piece_length, info.total_length)
+        self.picker.sequential = options.sequential
+        cfg = session.settings
+        self.storage = TorrentStorage(
+            info,
+            self.save_path,
+            preallocate=cfg.disk.preallocate,
+            max_open_files=cfg.disk.max_open_files,
+            executor=session.executor,
+        )
+        self.file_priorities: list[int] = [PRIORITY_NORMAL] * len(info.files)
+        self._wanted_bytes = info.total_length
+        if options.file_priorities is not None:
+            self._set_file_priorities(options.file_priorities)
+        self.down_bucket = TokenBucket(options.download_limit)
+        self.up_bucket = TokenBucket(options.upload_limit)
+        self.peers: dict[PeerConnection, PeerState] = {}
+        self.connecting: set[tuple[str, int]] = set()
+        self.candidates: deque[tuple[str, int, str]] = deque()
+        self.known_peers: set[tuple[str, int]] = set()
+        self.banned: dict[str, str] = {}
+        self.choker = Choker()
+        self.down = RateMeter()
+        self.up = RateMeter()
+        self.wasted = 0
+        self.hash_failures = 0
+        self.checking_progress = 0.0
+        self.active_since: float | None = None
+        self.active_seconds = 0.0
+        self._inflight_writes: dict[int, int] = {}
+        self._hashing: set[int] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tick_task: asyncio.Task[None] | None = None
+        self._last_rechoke = 0.0
+        self._checked = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Check existing data once, then download or seed unless paused."""
+        if not self._checked:
+            await self._check()
+        if self.state == TorrentState.ERROR:
+            return
+        if self.paused:
+            self._set_state(TorrentState.PAUSED)
+            return
+        if self._done():
+            self._set_state(TorrentState.SEEDING)
+            self._spawn(self.storage.create_empty_files())
+        else:
+            self._set_state(TorrentState.DOWNLOADING)
+        self.active_since = time.monotonic()
+        if self._tick_task is None:
+            self._tick_task = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
+
+    async def _check(self) -> None:
+        self._set_state(TorrentState.CHECKING)
+        try:
+
+            def progress(done: int, total: int) -> None:
+                self.checking_progress = done / total if total else 1.0
+
+            verified = await recheck(self.storage, progress=progress)
+        except StorageError as exc:
+            self._fail(str(exc))
+            return
+        for index, ok in enumerate(verified):
+            if ok:
+                self.picker.set_have(index)
+        self.checking_progress = 1.0
+        self._checked = True
+
+    async def pause(self) -> None:
+        self.paused = True
+        await self._stop_activity()
+        if self.state != TorrentState.ERROR:
+            self._set_state(TorrentState.PAUSED)
+
+    async def resume(self) -> None:
+        self.paused = False
+        if self.state == TorrentState.ERROR:
+            self.error = None
+        await self.start()
+
+    async def force_recheck(self) -> None:
+        was_paused = self.paused
+        await self._stop_activity()
+        self.picker = PiecePicker(
+            self.info.num_pieces, self.info.piece_length, self.info.total_length
+        )
+        self.picker.set_piece_priorities(self.layout.piece_priorities(self.file_priorities))
+        self._checked = False
+        self.error = None
+        self.paused = was_paused
+        await self.start()
+
+    async def close(self, *, delete_files: bool = False) -> None:
+        await self._stop_activity()
+        await self.storage.close()
+        if delete_files:
+            await self.storage.delete_files()
+
+    async def _stop_activity(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+            self._tick_task = None
+        for conn in list(self.peers):
+            conn.close("torrent stopped")
+        self.candidates.extend((h, p, "reconnect") for h, p in self.known_peers)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.active_since is not None:
+            self.active_seconds += time.monotonic() - self.active_since
+            self.active_since = None
+        with contextlib.suppress(StorageError):
+            await self.storage.flush()
+
+    def _set_state(self, new: TorrentState) -> None:
+        if new != self.state:
+            old, self.state = self.state, new
+            self.session.events.publish(
+                ev.TorrentStateChanged(info_hash=self.info_hash_hex, old=old, new=new)
+            )
+
+    def _fail(self, message: str) -> None:
+        """Put this torrent (only this one) in the error state with a message for the user."""
+        log.error("%s: %s", self.name, message)
+        self.error = message
+        self._set_state(TorrentState.ERROR)
+        self.session.events.publish(ev.TorrentError(info_hash=self.info_hash_hex, message=message))
+        self._spawn(self._stop_activity())
+
+    def _done(self) -> bool:
+        return self.picker.is_finished()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: task failed", self.name, exc_info=task.exception())
+
+    # -- settings -------------------------------------------------------------------------
+    def _set_file_priorities(self, priorities: Sequence[int]) -> None:
+        if len(priorities) != len(self.info.files):
+            raise ValueError(
+                f"expected {len(self.info.files)} file priorities, got {len(priorities)}"
+            )
+        self.file_priorities = [max(0, min(7, int(p))) for p in priorities]
+        piece_prios = self.layout.piece_priorities(self.file_priorities)
+        self.picker.set_piece_priorities(piece_prios)
+        self.storage.set_file_priorities(self.file_priorities)
+        self._wanted_bytes = sum(
+            self.info.piece_size(i) for i, prio in enumerate(piece_prios) if prio > 0
+        )
+
+    def set_file_priorities(self, priorities: Sequence[int]) -> None:
+        self._set_file_priorities(priorities)
+        for ps in self.peers.values():
+            self._update_interest(ps)
+        if self.state == TorrentState.SEEDING and not self._done():
+            self._set_state(TorrentState.DOWNLOADING)
+        elif self.state == TorrentState.DOWNLOADING and self._done():
+            self._on_finished()
+
+    def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
+        if download is not None:
+            self.down_bucket.set_rate(download)
+        if upload is not None:
+            self.up_bucket.set_rate(upload)
+
+    # -- peers: connecting ------------------------------------------------------------------
+    def add_peers(self, addresses: Sequence[tuple[str, int]], source: str) -> None:
+        for host, port in addresses:
+            key = (host, port)
+            if key in self.known_peers or host in self.banned or not 0 < port < 65536:
+                continue
+            self.known_peers.add(key)
+            self.candidates.append((host, port, source))
+        self._connect_more()
+
+    def _connect_more(self) -> None:
+        if self.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
+            return
+        limit = self.session.settings.network.max_peers_per_torrent
+        while self.candidates and len(self.peers) + len(self.connecting) < limit:
+            if not self.session.can_open_connection():
+                break
+            host, port, source = self.candidates.popleft()
+            if (host, port) in self.connecting or host in self.banned:
+                continue
+            if any(c.address == (host, port) for c in self.peers):
+                continue
+            self.connecting.add((host, port))
+            self._spawn(self._connect(host, port, source))
+
+    async def _connect(self, host: str, port: int, source: str) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.session.settings.network.connect_timeout
+        self.session.half_open += 1
+        conn: PeerConnection | None = None
+        try:
+            _, connected = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: PeerConnection(
+                        peer_id=self.session.peer_id,
+                        lookup=self.session.lookup_torrent,
+                        outgoing_info_hash=self.info_hash,
+                    ),
+                    host,
+                    port,
+                ),
+                timeout,
+            )
+            conn = connected
+            self.session.half_open -= 1
+            conn.state = source
+            await asyncio.wait_for(asyncio.shield(conn.handshake_done), HANDSHAKE_TIMEOUT)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            log.debug("%s: connect to %s:%d failed: %s", self.name, host, port, exc)
+            if conn is None:
+                self.session.half_open -= 1
+            else:
+                conn.close("handshake timeout")
+        finally:
+            self.connecting.discard((host, port))
+
+    # -- peers: PeerHandler -----------------------------------------------------------------
+    def on_peer_connected(self, conn: PeerConnection) -> str | None:
+        if self.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
+            return "torrent not active"
+        host = conn.address[0]
+        if host in self.banned:
+            return f"banned: {self.banned[host]}"
+        limit = self.session.settings.network.max_peers_per_torrent
+        if len(self.peers) >= limit:
+            return "too many peers for this torrent"
+        if not conn.outgoing and not self.session.can_accept_peer():
+            return "too many peers in session"
+        source = conn.state if isinstance(conn.state, str) else "incoming"
+        now = time.monotonic()
+        ps = PeerState(
+            conn=conn,
+            bitfield=Bitfield(self.info.num_pieces),
+            source=source,
+            connected_at=now,
+            last_received=now,
+            last_sent=now,
+        )
+        self.peers[conn] = ps
+        self.known_peers.add(conn.address)
+        self._send_greeting(ps)
+        return None
+
+    def _send_greeting(self, ps: PeerState) -> None:
+        conn = ps.conn
+        remote = conn.remote
+        assert remote is not None
+        parts: list[bytes] = []
+        if remote.supports_extended:
+            hs = ExtensionHandshake(
+                m={},
+                client=self.session.client_name,
+                listen_port=self.session.listen_port or None,
+                reqq=MAX_UPLOAD_QUEUE,
+                yourip=_compact_ip(conn.address[0]),
+            )
+            parts.append(wire.encode_extended(0, encode_extension_handshake(hs)))
+        have = self.picker.have
+        if ps.fast:
+            if have.all():
+                parts.append(wire.encode_have_all())
+            elif not have.any():
+                parts.append(wire.encode_have_none())
+            else:
+                parts.append(wire.encode_bitfield(have.to_bytes()))
+            ps.allowed_fast_out = set(
+                allowed_fast_set(conn.address[0], self.info_hash, self.info.num_pieces)
+            )
+            parts.extend(wire.encode_allowed_fast(i) for i in sorted(ps.allowed_fast_out))
+        elif have.any():
+            parts.append(wire.encode_bitfield(have.to_bytes()))
+        if parts:
+            conn.send(b"".join(parts))
+        self._maybe_unchoke_new(ps)
+
+    def on_peer_closed(self, conn: PeerConnection, reason: str) -> None:
+        ps = self.peers.pop(conn, None)
+        if ps is None:
+            return
+        self.picker.peer_lost(conn)
+        ps.requests.clear()
+        ps.upload_queue.clear()
+        if ps.resume_timer is not None:
+            ps.resume_timer.cancel()
+        if ps.upload_task is not None:
+            ps.upload_task.cancel()
+        self.session.events.publish(
+            ev.PeerDisconnected(
+                info_hash=self.info_hash_hex, address=conn.address_text, reason=reason
+            )
+        )
+        self._connect_more()
+
+    def on_peer_writable(self, conn: PeerConnection) -> None:
+        ps = self.peers.get(conn)
+        if ps is not None:
+            self._pump_uploads(ps)
+
+    def on_peer_event(self, conn: PeerConnection, event: wire.Event) -> None:
+        ps = self.peers.get(conn)
+        if ps is None:
+            return
+        now = time.monotonic()
+        ps.last_received = now
+        match event:
+            case wire.Piece():
+                self._on_piece(ps, event, now)
+            case wire.Request():
+                self._on_request(ps, event)
+            case wire.Have():
+                self._on_have(ps, event.index)
+            case wire.Bitfield():
+                try:
+                    bf = Bitfield.from_bytes(event.data, self.info.num_pieces)
+                except BitfieldError as exc:
+                    raise ProtocolError(f"bad bitfield: {exc}") from exc
+                self._on_bitfield(ps, bf)
+            case wire.HaveAll():
+                self._on_bitfield(ps, Bitfield.full(self.info.num_pieces))
+            case wire.HaveNone():
+                self._on_bitfield(ps, Bitfield(self.info.num_pieces))
+            case wire.Choke():
+                ps.peer_choking = True
+                if not ps.fast:
+                    # without the fast extension a choke silently drops our requests
+                    self._abort_requests(ps)
+            case wire.Unchoke():
+                ps.peer_choking = False
+                self._fill_requests(ps)
+            case wire.Interested():
+                ps.peer_interested = True
+                self._maybe_unchoke_new(ps)
+            case wire.NotInterested():
+                ps.peer_interested = False
+            case wire.Cancel():
+                self._on_cancel(ps, event)
+            case wire.RejectRequest():
+                if ps.requests.pop((event.index, event.begin), None) is not None:
+                    self.picker.abort_request(conn, event.index, event.begin)
+                    self._fill_requests(ps)
+            case wire.AllowedFast():
+                if 0 <= event.index < self.info.num_pieces:
+                    ps.allowed_fast_in.add(event.index)
+                    if ps.peer_choking:
+                        self._fill_requests(ps)
+            case wire.SuggestPiece() | wire.KeepAlive() | wire.Port():
+                pass
+            case wire.Extended():
+                self._on_extended(ps, event)
+            case _:
+                pass
+
+    def _on_extended(self, ps: PeerState, msg: wire.Extended) -> None:
+        if msg.ext_id == 0:
+            hs = decode_extension_handshake(msg.payload)
+            ps.extensions = hs
+            if hs.client:
+                ps.client = hs.client[:64]
+            if hs.reqq:
+                ps.reqq = max(1, min(hs.reqq, 2000))
+        # extension messages (ut_metadata, ut_pex …) are dispatched here once implemented
+
+    # -- peers: availability and interest --------------------------------------------------------
+    def _on_have(self, ps: PeerState, index: int) -> None:
+        if not 0 <= index < self.info.num_pieces:
+            raise ProtocolError(f"have for piece {index} out of range")
+        if ps.bitfield[index]:
+            return
+        ps.bitfield.set(index)
+        self.picker.peer_have(ps.conn, index)
+        if self._seed_to_seed(ps):
+            return
+        if not ps.am_interested and self._wants(index):
+            self._set_interested(ps, True)
+        self._fill_requests(ps)
+
+    def _on_bitfield(self, ps: PeerState, bf: Bitfield) -> None:
+        ps.bitfield = bf
+        if bf.all():
+            self.picker.peer_have_all(ps.conn)
+        elif bf.any():
+            self.picker.peer_bitfield(ps.conn, bf)
+        else:
+            self.picker.peer_have_none(ps.conn)
+        if self._seed_to_seed(ps):
+            return
+        self._update_interest(ps)
+        self._fill_requests(ps)
+
+    def _seed_to_seed(self, ps: PeerState) -> bool:
+        if ps.is_seed and self.picker.is_seed():
+            ps.conn.close("both are seeds")
+            return True
+        return False
+
+    def _wants(self, index: int) -> bool:
+        return not self.picker.have[index] and self.picker.piece_priority(index) > 0
+
+    def _update_interest(self, ps: PeerState) -> None:
+        self._set_interested(ps, not self.picker.is_finished() and self.picker.interesting(ps.conn))
+
+    def _set_interested(self, ps: PeerState, value: bool) -> None:
+        if ps.am_interested != value:
+            ps.am_interested = value
+            ps.conn.send(wire.encode_interested() if value else wire.encode_not_interested())
+
+    # -- downloading ---------------------------------------------------------------------
+    def _queue_depth(self, ps: PeerState, now: float) -> int:
+        rate = ps.down.rate(now)
+        depth = int(rate * REQUEST_QUEUE_TIME / BLOCK)
+        return max(MIN_QUEUE_DEPTH, min(depth, ps.reqq, 1000))
+
+    def _fill_requests(self, ps: PeerState) -> None:
+        if not ps.am_interested or ps.conn.closed or self.state != TorrentState.DOWNLOADING:
+            return
+        allowed: set[int] | None = None
+        if ps.peer_choking:
+            if not ps.allowed_fast_in:
+                return
+            allowed = ps.allowed_fast_in
+        now = time.monotonic()
+        want = self._queue_depth(ps, now) - len(ps.requests)
+        if want <= 0:
+            return
+        blocks = self.picker.pick(ps.conn, want, allowed_fast_only=allowed)
+        if not blocks:
+            if not ps.requests:
+                self._update_interest(ps)
+            return
+        parts = []
+        for b in blocks:
+            ps.requests[(b.piece, b.begin)] = (b.length, now)
+            parts.append(wire.encode_request(b.piece, b.begin, b.length))
+        ps.conn.send(b"".join(parts))
+        ps.last_sent = now
+
+    def _abort_requests(self, ps: PeerState) -> None:
+        for piece, begin in ps.requests:
+            self.picker.abort_request(ps.conn, piece, begin)
+        ps.requests.clear()
+
+    def _on_piece(self, ps: PeerState, msg: wire.Piece, now: float) -> None:
+        key = (msg.index, msg.begin)
+        size = len(msg.data)
+        ps.down.add(size, now)
+        self.down.add(size, now)
+        self.session.down.add(size, now)
+        ps.last_block = now
+        ps.snubbed = False
+        requested = ps.requests.pop(key, None)
+        if requested is None or requested[0] != size or self.picker.is_block_received(*key):
+            self.wasted += size
+            self._fill_requests(ps)
+            return
+        for other, req in self.picker.block_received(ps.conn, msg.index, msg.begin):
+            ops = self.peers.get(other)  # type: ignore[call-overload]
+            if ops is not None and ops.requests.pop((req.piece, req.begin), None) is not None:
+                ops.conn.send(wire.encode_cancel(req.piece, req.begin, req.length))
+        self._inflight_writes[msg.index] = self._inflight_writes.get(msg.index, 0) + 1
+        self._spawn(self._write_block(msg.index, msg.begin, msg.data))
+        self._throttle_download(ps, size)
+        self._fill_requests(ps)
+
+    def _throttle_download(self, ps: PeerState, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()  # the clock RateLimiter uses for the same buckets
+        delay = max(
+            self.down_bucket.consume(size, now),
+            self.session.down_bucket.consume(size, now),
+        )
+        if delay > 0.001:
+            # one read can carry many blocks: keep a single timer, for the latest debt
+            ps.conn.pause_reading()
+            if ps.resume_timer is not None:
+                ps.resume_timer.cancel()
+            ps.resume_timer = loop.call_later(delay, ps.conn.resume_reading)
+
+    async def _write_block(self, piece: int, begin: int, data: bytes) -> None:
+        try:
+            await self.storage.write_block(piece, begin, data)
+        except StorageError as exc:
+            self._inflight_writes[piece] -= 1
+            self.picker.piece_failed(piece)
+            self._fail(f"{exc} (torrent paused; resume to retry)")
+            return
+        left = self._inflight_writes[piece] - 1
+        self._inflight_writes[piece] = left
+        if left == 0:
+            del self._inflight_writes[piece]
+            if self.picker.piece_complete(piece) and piece not in self._hashing:
+                self._hashing.add(piece)
+                await self._verify(piece)
+
+    async def _verify(self, piece: int) -> None:
+        try:
+            ok = await self.storage.hash_piece(piece)
+        except StorageError as exc:
+            self._fail(f"{exc} (torrent paused; resume to retry)")
+            return
+        finally:
+            self._hashing.discard(piece)
+        if ok:
+            self.picker.piece_passed(piece)
+            have = wire.encode_have(piece)
+            for ps in list(self.peers.values()):
+                ps.conn.send(have)
+                if ps.am_interested and not ps.requests:
+                    self._fill_requests(ps)
+            if self._done():
+                self._on_finished()
+            return
+        self.hash_failures += 1
+        self.wasted += self.info.piece_size(piece)
+        contributors = self.picker.piece_failed(piece)
+        addresses = []
+        for conn in contributors:
+            ps = self.peers.get(conn)  # type: ignore[call-overload]
+            if ps is None:
+                continue
+            addresses.append(ps.conn.address_text)
+            ps.hash_fails += 1
+            threshold = self.session.settings.security.ban_after_hash_failures
+            # only a sole contributor is surely guilty; shared pieces just count against it
+            if threshold and len(contributors) == 1 and ps.hash_fails >= threshold:
+                self._ban(ps, f"sent data failing the hash check {ps.hash_fails} times")
+        self.session.events.publish(
+            ev.PieceHashFailed(info_hash=self.info_hash_hex, piece=piece, peers=tuple(addresses))
+        )
+        for ps in list(self.peers.values()):
+            self._fill_requests(ps)
+
+    def _ban(self, ps: PeerState, reason: str) -> None:
+        host = ps.conn.address[0]
+        self.banned[host] = reason
+        self.session.events.publish(
+            ev.PeerBanned(info_hash=self.info_hash_hex, address=ps.conn.address_text, reason=reason)
+        )
+        ps.conn.close(f"banned: {reason}")
+
+    def _on_finished(self) -> None:
+        self._set_state(TorrentState.SEEDING)
+        self._spawn(self.storage.create_empty_files())
+        self.session.events.publish(
+            ev.TorrentFinished(info_hash=self.info_hash_hex, name=self.name)
+        )
+        self._spawn(self._flush_quietly())
+        for ps in list(self.peers.values()):
+            self._set_interested(ps, False)
+            self._seed_to_seed(ps)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.storage.flush()
+        except StorageError as exc:
+            self._fail(str(exc))
+
+    # -- uploading ------------------------------------------------------------------------
+    def _on_request(self, ps: PeerState, req: wire.Request) -> None:
+        if not 0 <= req.index < self.info.num_pieces or not self.picker.have[req.index]:
+            self._reject(ps, req)
+            return
+        if req.length <= 0 or req.begin + req.length > self.info.piece_size(req.index):
+            raise ProtocolError(f"request outside piece {req.index}")
+        if ps.am_choking and req.index not in ps.allowed_fast_out:
+            self._reject(ps, req)
+            return
+        if len(ps.upload_queue) >= MAX_UPLOAD_QUEUE:
+            self._reject(ps, req)
+            return
+        ps.upload_queue.append(req)
+        self._pump_uploads(ps)
+
+    def _reject(self, ps: PeerState, req: wire.Request) -> None:
+        if ps.fast:
+            ps.conn.send(wire.encode_reject(req.index, req.begin, req.length))
+
+    def _on_cancel(self, ps: PeerState, msg: wire.Cancel) -> None:
+        req = wire.Request(msg.index, msg.begin, msg.length)
+        try:
+            ps.upload_queue.remove(req)
+        except ValueError:
+            return
+        self._reject(ps, req)
+
+    def _pump_uploads(self, ps: PeerState) -> None:
+        if ps.upload_task is None and ps.upload_queue and not ps.conn.write_paused:
+            ps.upload_task = self._spawn(self._upload_loop(ps))
+
+    async def _upload_loop(self, ps: PeerState) -> None:
+        try:
+            while ps.upload_queue and not ps.conn.closed and not ps.conn.write_paused:
+                req = ps.upload_queue.popleft()
+                try:
+                    data = await self.storage.read_block(req.index, req.begin, req.length)
+                except StorageError as exc:
+                    self._fail(str(exc))
+                    return
+                await self.session.limiter.acquire(
+                    len(data), (self.up_bucket, self.session.up_bucket)
+                )
+                if ps.conn.closed:
+                    return
+                now = time.monotonic()
+                ps.conn.send_parts(
+                    [wire.encode_piece_header(req.index, req.begin, len(data)), data]
+                )
+                ps.last_sent = now
+                ps.up.add(len(data), now)
+                self.up.add(len(data), now)
+                self.session.up.add(len(data), now)
+        finally:
+            ps.upload_task = None
+        if ps.upload_queue and not ps.conn.write_paused:
+            self._pump_uploads(ps)
+
+    # -- choking --------------------------------------------------------------------------
+    def _maybe_unchoke_new(self, ps: PeerState) -> None:
+        """Give a newly interested peer a free upload slot now rather than at the next rechoke."""
+        if not ps.peer_interested or not ps.am_choking:
+            return
+        unchoked = sum(1 for p in self.peers.values() if not p.am_choking)
+        if unchoked < self.choker.slots:
+            self._set_choke(ps, False)
+
+    def _set_choke(self, ps: PeerState, choke: bool) -> None:
+        if ps.am_choking == choke:
+            return
+        ps.am_choking = choke
+        if choke:
+            ps.conn.send(wire.encode_choke())
+            kept = deque(r for r in ps.upload_queue if r.index in ps.allowed_fast_out)
+            for req in ps.upload_queue:
+                if req.index not in ps.allowed_fast_out:
+                    self._reject(ps, req)
+            ps.upload_queue = kept
+        else:
+            ps.conn.send(wire.encode_unchoke())
+
+    def _rechoke(self, now: float) -> None:
+        infos = [
+            PeerChokeInfo(
+                peer=conn,
+                interested=ps.peer_interested,
+                download_rate=ps.down.rate(now),
+                upload_rate=ps.up.rate(now),
+                snubbed=ps.snubbed,
+                is_seed=ps.is_seed,
+            )
+            for conn, ps in self.peers.items()
+        ]
+        unchoke = self.choker.rechoke(infos, now, seeding=self.state == TorrentState.SEEDING)
+        for conn, ps in self.peers.items():
+            self._set_choke(ps, conn not in unchoke)
+
+    # -- periodic work ------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self._tick(time.monotonic())
+            except Exception:
+                log.exception("%s: tick failed", self.name)
+
+    def _tick(self, now: float) -> None:
+        keepalive = wire.encode_keepalive()
+        for ps in list(self.peers.values()):
+            if now - ps.last_received > IDLE_TIMEOUT:
+                ps.conn.close("idle timeout")
+                continue
+            if now - ps.last_sent > KEEPALIVE_INTERVAL:
+                ps.conn.send(keepalive)
+                ps.last_sent = now
+            if ps.requests:
+                oldest = min(t for _, t in ps.requests.values())
+                if now - oldest > REQUEST_TIMEOUT:
+                    ps.snubbed = True
+                    self._abort_requests(ps)
+            ps.snubbed = ps.snubbed or is_snubbed(
+                ps.last_block or ps.connected_at, now, bool(ps.requests)
+            )
+            self._fill_requests(ps)
+        if now - self._last_rechoke >= self.choker.rechoke_interval:
+            self._last_rechoke = now
+            self._rechoke(now)
+        self._connect_more()
+
+    # -- status ---------------------------------------------------------------------------
+    @property
+    def progress(self) -> float:
+        total = self.wanted_bytes
+        return 1.0 if total == 0 else 1.0 - self.picker.wanted_remaining() / total
+
+    @property
+    def wanted_bytes(self) -> int:
+        """Bytes of the pieces we want (recomputed only when file priorities change)."""
+        return self._wanted_bytes
+
+    def time_active(self) -> float:
+        running = time.monotonic() - self.active_since if self.active_since is not None else 0.0
+        return self.active_seconds + running
+
+
+def _compact_ip(host: str) -> bytes | None:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).packed
+    except ValueError:
+        return None
