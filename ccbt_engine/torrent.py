@@ -535,6 +535,12 @@ class Torrent:
         self._fill_requests(ps)
 
     def _on_bitfield(self, ps: PeerState, bf: Bitfield) -> None:
+        if ps.conn.parser.bitfield_messages > 1:
+            # a late bitfield/have-none (aria2 sends both) adds pieces, never takes them away
+            merged = ps.bitfield.copy()
+            for i in bf.iter_set():
+                merged.set(i)
+            bf = merged
         ps.bitfield = bf
         if bf.all():
             self.picker.peer_have_all(ps.conn)

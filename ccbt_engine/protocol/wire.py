@@ -521,7 +521,7 @@ class WireParser:
     __slots__ = (
         "_buf",
         "_failed",
-        "_got_bitfield",
+        "bitfield_messages",
         "_handshake_pending",
         "_limits",
         "_max_len",
@@ -548,7 +548,7 @@ class WireParser:
             raise ValueError("max_extended_len must be positive")
         self._buf = bytearray()
         self._failed: str | None = None
-        self._got_bitfield = False
+        self.bitfield_messages = 0
         self._handshake_pending = expect_handshake
         self._offer_fast = offer_fast
         self.fast = False
@@ -792,8 +792,7 @@ class WireParser:
         return index, begin, length
 
     def _once_bitfield(self) -> None:
-        # BEP 3/6: one bitfield, have-all or have-none describes the peer's pieces at the start;
-        # a second one would silently replace state the shell has been updating with HAVEs.
-        if self._got_bitfield:
-            raise ProtocolError("second bitfield/have-all/have-none message")
-        self._got_bitfield = True
+        # BEP 3/6 allow one bitfield, have-all or have-none at the start, but aria2 1.36 sends
+        # a bitfield and then have-none. Refusing that would cut off a real client, so later
+        # ones are passed on and the shell merges them (a peer's piece set only grows).
+        self.bitfield_messages += 1

@@ -442,11 +442,12 @@ def test_bitfield_before_the_piece_count_is_known() -> None:
 @pytest.mark.parametrize(
     "second", [encode_bitfield(bytes(13)), encode_have_all(), encode_have_none()]
 )
-def test_only_one_bitfield_like_message(first: bytes, second: bytes) -> None:
+def test_later_bitfield_like_messages_are_passed_on(first: bytes, second: bytes) -> None:
+    """aria2 sends a bitfield and then have-none: the shell merges, the parser must not drop."""
     p = parser()
-    p.feed(first + encode_have(1))
-    with pytest.raises(ProtocolError, match="second"):
-        p.feed(second)
+    events = p.feed(first + encode_have(1)) + p.feed(second)
+    assert len(events) == 3
+    assert p.bitfield_messages == 2
 
 
 @pytest.mark.parametrize(
