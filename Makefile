@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck fuzz bench clean system-deps-run system-deps-test
+.PHONY: run test lint fuzz bench clean system-deps-run system-deps-test npm-tools
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -28,10 +28,14 @@ system-deps-run:
 system-deps-test:
 	@scripts/install-system-deps.sh test
 
+# npm reference peers (bittorrent-tracker, bittorrent-dht) in a project-local prefix
+npm-tools:
+	@scripts/install-npm-tools.sh
+
 run: system-deps-run $(VENV)/.installed-gui
 	$(VENV)/bin/ccbt-gui
 
-test: system-deps-test $(VENV)/.installed-test
+test: system-deps-test npm-tools $(VENV)/.installed-test
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
