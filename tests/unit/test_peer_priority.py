@@ -76,7 +76,8 @@ def test_mixed_families_are_refused() -> None:
 
 
 _v4 = st.ip_addresses(v=4).map(str)
-_v6 = st.ip_addresses(v=6).map(str)
+# IPv4-mapped IPv6 addresses count as IPv4, so they are not "IPv6" for a same-family pair
+_v6 = st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(str)
 _port = st.integers(0, 65535)
 
 
