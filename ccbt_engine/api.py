@@ -18,6 +18,7 @@ from ccbt_engine.config import Settings
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
 from ccbt_engine.session import SessionCore, SessionError, default_save_path
 from ccbt_engine.torrent import AddOptions, PeerState, Torrent, TorrentState
+from ccbt_engine.tracker import TrackerStatus
 
 __all__ = [
     "FileStatus",
@@ -28,6 +29,7 @@ __all__ = [
     "TorrentHandle",
     "TorrentState",
     "TorrentStatus",
+    "TrackerStatus",
 ]
 
 
@@ -170,6 +172,14 @@ class TorrentHandle:
             FileStatus(i, "/".join(f.path), f.length, t.file_priorities[i], f.is_pad)
             for i, f in enumerate(t.info.files)
         ]
+
+    def trackers(self) -> list[TrackerStatus]:
+        """Per-tracker state: url, tier, status, message, last/next announce, seeds/peers."""
+        return self._t.trackers.status()
+
+    def force_reannounce(self) -> None:
+        """Announce to the trackers now (their ``min interval`` is still respected)."""
+        self._t.trackers.force_reannounce()
 
     def pieces(self) -> bytes:
         """Bitfield of verified pieces (BitTorrent bit order)."""

@@ -14,6 +14,8 @@ import string
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import aiohttp
+
 from ccbt_engine import CLIENT_NAME, __version__
 from ccbt_engine import events as ev
 from ccbt_engine.config import Settings
@@ -63,6 +65,8 @@ class SessionCore:
         self.listen_port = 0
         self._servers: list[asyncio.Server] = []
         self.started = False
+        #: one HTTP client for every tracker (connection pooling, one place for the user agent)
+        self.http: aiohttp.ClientSession | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -87,6 +91,7 @@ class SessionCore:
         for msg in errors:
             log.warning("not listening on %s", msg)
         self.listen_port = port
+        self.http = aiohttp.ClientSession(headers={"User-Agent": f"{CLIENT_NAME}/{__version__}"})
         self.started = True
         log.info("listening for peers on port %d", port)
 
@@ -100,6 +105,9 @@ class SessionCore:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
         self.executor.shutdown(wait=True, cancel_futures=False)
         self.started = False
 

@@ -37,6 +37,8 @@ from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.choker import Choker, PeerChokeInfo, is_snubbed
 from ccbt_engine.strategy.picker import PRIORITY_NORMAL, PiecePicker
 from ccbt_engine.strategy.ratelimit import TokenBucket
+from ccbt_engine.tracker import AnnounceStats
+from ccbt_engine.tracker_link import TrackerLink
 
 if TYPE_CHECKING:
     from ccbt_engine.metainfo import Metainfo, TorrentInfo
@@ -174,6 +176,16 @@ class Torrent:
         self._tick_task: asyncio.Task[None] | None = None
         self._last_rechoke = 0.0
         self._checked = False
+        self.trackers = TrackerLink(
+            info_hash=self.info_hash,
+            peer_id=session.peer_id,
+            tiers=metainfo.trackers if metainfo is not None else (),
+            private=info.private,
+            stats=self._announce_stats,
+            on_peers=self.add_peers,
+            listen_port=lambda: session.listen_port,
+            http=lambda: session.http,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,6 +205,12 @@ class Torrent:
         self.active_since = time.monotonic()
         if self._tick_task is None:
             self._tick_task = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
+        await self.trackers.start()
+
+    def _announce_stats(self) -> AnnounceStats:
+        return AnnounceStats(
+            uploaded=self.up.total, downloaded=self.down.total, left=self.picker.wanted_remaining()
+        )
 
     async def _check(self) -> None:
         self._set_state(TorrentState.CHECKING)
@@ -242,6 +260,7 @@ class Torrent:
             await self.storage.delete_files()
 
     async def _stop_activity(self) -> None:
+        await self.trackers.stop()
         if self._tick_task is not None:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -706,6 +725,7 @@ class Torrent:
     def _on_finished(self) -> None:
         self._set_state(TorrentState.SEEDING)
         self._spawn(self.storage.create_empty_files())
+        self._spawn(self.trackers.completed())
         self.session.events.publish(
             ev.TorrentFinished(info_hash=self.info_hash_hex, name=self.name)
         )
