@@ -123,7 +123,10 @@ class _Decoder:
             item, pos = self.value(pos, depth)
             out.append(item)
 
-    def dict(self, pos: int, depth: int) -> tuple[dict[bytes, Any], int]:
+    def dict(
+        self, pos: int, depth: int, spans: dict[bytes, tuple[int, int]] | None = None
+    ) -> tuple[dict[bytes, Any], int]:
+        """Decode a dictionary; with ``spans``, record where each value's bytes lie."""
         out: dict[bytes, Any] = {}
         pos += 1
         data = self.data
@@ -142,7 +145,10 @@ class _Decoder:
             if self.strict and last is not None and key < last:
                 raise BencodeError(f"dictionary keys not sorted ({key[:40]!r})", key_pos)
             last = key
+            start = pos
             out[key], pos = self.value(pos, depth)
+            if spans is not None:
+                spans[key] = (start, pos)
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
@@ -210,29 +216,8 @@ def decode_with_spans(
     _check_size(buf, max_size)
     if not buf or buf[0] != 0x64:
         raise BencodeError("top-level value is not a dictionary", 0)
-    dec = _Decoder(buf, strict, max_depth)
-    out: dict[bytes, Any] = {}
     spans: dict[bytes, tuple[int, int]] = {}
-    pos = 1
-    last: bytes | None = None
-    while True:
-        if pos >= len(buf):
-            raise BencodeError("unterminated dictionary", pos)
-        if buf[pos] == 0x65:
-            pos += 1
-            break
-        if buf[pos] not in _DIGITS:
-            raise BencodeError("dictionary key is not a string", pos)
-        key_pos = pos
-        key, pos = dec.string(pos)
-        if key in out:
-            raise BencodeError(f"duplicate dictionary key {key[:40]!r}", key_pos)
-        if strict and last is not None and key < last:
-            raise BencodeError(f"dictionary keys not sorted ({key[:40]!r})", key_pos)
-        last = key
-        start = pos
-        out[key], pos = dec.value(pos, 1)
-        spans[key] = (start, pos)
+    out, pos = _Decoder(buf, strict, max_depth).dict(0, 1, spans)
     if pos != len(buf):
         raise BencodeError("trailing data after value", pos)
     return out, spans

@@ -244,20 +244,24 @@ def _ccbt(*args: str) -> list[str]:
     return [sys.executable, "-m", "ccbt_engine", *args]
 
 
+def _download_args(torrent: Path, out: Path, seeder_port: int) -> list[str]:
+    return _ccbt(
+        "download",
+        str(torrent),
+        "-o",
+        str(out),
+        "--port",
+        "0",
+        "--peer",
+        f"127.0.0.1:{seeder_port}",
+    )
+
+
 def test_cli_download_completes(payload_16m: Path, tmp_path: Path) -> None:
     made = make_torrent(payload_16m, None, PIECE, tmp_path / "t.torrent")
     with LibtorrentPeer(made.path, made.save_path, seed=True) as seeder:
         proc = subprocess.run(
-            _ccbt(
-                "download",
-                str(made.path),
-                "-o",
-                str(tmp_path / "dl"),
-                "--port",
-                "0",
-                "--peer",
-                f"127.0.0.1:{seeder.port}",
-            ),
+            _download_args(made.path, tmp_path / "dl", seeder.port),
             env=_cli_env(tmp_path),
             capture_output=True,
             text=True,
@@ -272,16 +276,7 @@ def test_cli_ctrl_c_stops_cleanly_and_resumes(payload_16m: Path, tmp_path: Path)
     # our own download limit (config via environment) keeps the first run going for a while
     slow_env = dict(_cli_env(tmp_path), CCBT_LIMITS_GLOBAL_DOWN_KIB="2048")
     with LibtorrentPeer(made.path, made.save_path, seed=True) as seeder:
-        args = _ccbt(
-            "download",
-            str(made.path),
-            "-o",
-            str(tmp_path / "dl"),
-            "--port",
-            "0",
-            "--peer",
-            f"127.0.0.1:{seeder.port}",
-        )
+        args = _download_args(made.path, tmp_path / "dl", seeder.port)
         proc = subprocess.Popen(
             args, env=slow_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
