@@ -21,6 +21,7 @@ from ccbt_engine import events as ev
 from ccbt_engine.config import Settings
 from ccbt_engine.metainfo import Metainfo, TorrentInfo
 from ccbt_engine.net.peer import PeerConnection, PeerHandler
+from ccbt_engine.security.ipfilter import IPFilter, IPFilterError, load_filter_async
 from ccbt_engine.stats import RateMeter
 from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
 from ccbt_engine.torrent import AddOptions, Torrent, TorrentState
@@ -67,6 +68,7 @@ class SessionCore:
         self.started = False
         #: one HTTP client for every tracker (connection pooling, one place for the user agent)
         self.http: aiohttp.ClientSession | None = None
+        self.ip_filter: IPFilter | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,6 +93,7 @@ class SessionCore:
         for msg in errors:
             log.warning("not listening on %s", msg)
         self.listen_port = port
+        await self.load_ip_filter()
         self.http = aiohttp.ClientSession(headers={"User-Agent": f"{CLIENT_NAME}/{__version__}"})
         self.started = True
         log.info("listening for peers on port %d", port)
@@ -113,7 +116,12 @@ class SessionCore:
 
     # -- connections ----------------------------------------------------------------------
     def _incoming(self) -> PeerConnection:
-        return PeerConnection(peer_id=self.peer_id, lookup=self.lookup_torrent)
+        return PeerConnection(
+            peer_id=self.peer_id, lookup=self.lookup_torrent, admit=self._admit_incoming
+        )
+
+    def _admit_incoming(self, host: str) -> str | None:
+        return "blocked by the IP filter" if self.is_blocked(host) else None
 
     def lookup_torrent(self, info_hash: bytes) -> tuple[PeerHandler, bytes, int] | None:
         torrent = self._by_wire_hash.get(info_hash)
@@ -127,6 +135,23 @@ class SessionCore:
     def can_open_connection(self) -> bool:
         net = self.settings.network
         return self.half_open < net.max_half_open and self.peer_count() < net.max_global_peers
+
+    async def load_ip_filter(self) -> None:
+        """(Re)load ``security.ip_filter_path``; a list that cannot be read is logged, not fatal."""
+        path = self.settings.security.ip_filter_path
+        if path is None:
+            self.ip_filter = None
+            return
+        try:
+            self.ip_filter, report = await load_filter_async(Path(path).expanduser())
+        except IPFilterError as exc:
+            log.error("IP filter not loaded: %s", exc)
+            return
+        log.info("IP filter: %d ranges from %s", report.ranges, path)
+
+    def is_blocked(self, host: str) -> bool:
+        """True when the IP filter blocks ``host`` (peers from any source, incoming too)."""
+        return self.ip_filter is not None and self.ip_filter.is_blocked(host)
 
     def can_accept_peer(self) -> bool:
         return self.peer_count() < self.settings.network.max_global_peers

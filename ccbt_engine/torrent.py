@@ -343,6 +343,8 @@ class Torrent:
             key = (host, port)
             if key in self.known_peers or host in self.banned or not 0 < port < 65536:
                 continue
+            if self.session.is_blocked(host):
+                continue
             self.known_peers.add(key)
             self.candidates.append((host, port, source))
         self._connect_more()
@@ -398,6 +400,8 @@ class Torrent:
         if self.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
             return "torrent not active"
         host = conn.address[0]
+        if self.session.is_blocked(host):
+            return "blocked by the IP filter"
         if host in self.banned:
             return f"banned: {self.banned[host]}"
         limit = self.session.settings.network.max_peers_per_torrent

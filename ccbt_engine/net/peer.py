@@ -56,9 +56,12 @@ class PeerConnection(asyncio.Protocol):
         peer_id: bytes,
         lookup: TorrentLookup,
         outgoing_info_hash: bytes | None = None,
+        admit: Callable[[str], str | None] | None = None,
     ) -> None:
         self.peer_id = peer_id
         self._lookup = lookup
+        #: incoming only: host -> reason to refuse it before a byte is exchanged, or None
+        self._admit = admit
         self.info_hash = outgoing_info_hash
         self.outgoing = outgoing_info_hash is not None
         self.transport: asyncio.Transport | None = None
@@ -84,6 +87,11 @@ class PeerConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if peername:
             self.address = (str(peername[0]), int(peername[1]))
+        if self._admit is not None:
+            refusal = self._admit(self.address[0])
+            if refusal is not None:
+                self.close(refusal)
+                return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
