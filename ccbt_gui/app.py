@@ -1,30 +1,32 @@
 """Application entry point: QApplication + one asyncio loop (qasync) hosting the engine.
 
-This is the first cut: it opens the main window on the qasync loop. The torrent list, details,
-tray, settings and single-instance handoff are built out in the Desktop GUI issue.
+Start-up order matters: hand our arguments to an already running instance first (and exit), so a
+browser's ``ccbt-gui "magnet:?..."`` never opens a second window or a second engine on the same
+port; only then load settings, theme, start the engine and show the window. Quitting stops the
+engine (``await session.stop()``, which flushes data) before the loop ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 import sys
+from pathlib import Path
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+from PySide6.QtCore import QTimer, QUrl
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ccbt_engine import CLIENT_NAME, __version__
+from ccbt_engine.config import ConfigError, Settings, load_settings
+from ccbt_gui.controller import EngineController
+from ccbt_gui.main_window import MainWindow
+from ccbt_gui.single_instance import InstanceServer, send_to_running
 
+__all__ = ["MainWindow", "main"]
 
-class MainWindow(QMainWindow):
-    """Top-level window."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWindowTitle(CLIENT_NAME)
-        self.resize(1000, 640)
-        label = QLabel(f"{CLIENT_NAME} {__version__}")
-        self.setCentralWidget(label)
+log = logging.getLogger(__name__)
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -36,6 +38,21 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="MS",
         help="quit after MS milliseconds (smoke tests and screenshots)",
     )
+    parser.add_argument(
+        "--new-instance",
+        action="store_true",
+        help="do not hand the items to a running instance; always start a new one",
+    )
+    parser.add_argument(
+        "--register-handler",
+        action="store_true",
+        help="make ccbt-gui this user's handler for magnet links and .torrent files, then exit",
+    )
+    parser.add_argument(
+        "--unregister-handler",
+        action="store_true",
+        help="undo --register-handler, then exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -44,25 +61,134 @@ def main(argv: list[str] | None = None) -> int:
     import qasync
 
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    if args.register_handler or args.unregister_handler:
+        from ccbt_gui import platform
+
+        print(platform.register() if args.register_handler else platform.unregister())
+        return 0
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
     app.setApplicationName(CLIENT_NAME)
     app.setApplicationVersion(__version__)
+    app.setDesktopFileName("ccbt-gui")
+    app.setQuitOnLastWindowClosed(False)  # the tray keeps running; quitting is explicit
+
+    args.items = normalise_items(args.items)
+    server: InstanceServer | None = None
+    if not args.new_instance:
+        if send_to_running(args.items):
+            print("handed over to the running instance", flush=True)
+            return 0
+        server = InstanceServer()
+        if not server.listen():
+            log.warning("single-instance server %s not available", server.name)
+
+    settings, settings_error = _load_settings()
+    from ccbt_gui.theme import apply_theme, chart_colors
+
+    mode = apply_theme(app, settings.ui.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow()
-    window.show()
-    print("main window shown", flush=True)
-    if args.quit_after is not None:
-        QTimer.singleShot(args.quit_after, app.quit)
-    with loop:
-        loop.run_until_complete(_until_quit(app))
+    controller = EngineController(settings)
+    window = MainWindow(controller)
+    window.details.speed.set_colors(*chart_colors(mode))
+    _follow_system_theme(app, window)
+    if server is not None:
+        server.received.connect(window.handle_items)
+    if settings.ui.start_minimized and window.tray.available():
+        print("main window hidden in the tray", flush=True)
+    else:
+        window.show()
+        print("main window shown", flush=True)
+    if settings_error:
+        window.show_message(f"Settings not loaded, using defaults: {settings_error}", 30000)
+    try:
+        with loop:
+            loop.run_until_complete(_run(app, controller, window, args))
+    finally:
+        if server is not None:
+            server.close()
     return 0
 
 
-async def _until_quit(app: QApplication) -> None:
+def normalise_items(items: list[str]) -> list[str]:
+    """Magnets as given; files as absolute paths, because the running instance that receives
+    them has a different working folder (``file://`` URLs from file managers become paths)."""
+    out = []
+    for item in items:
+        if item.lower().startswith("magnet:"):
+            out.append(item)
+            continue
+        if item.startswith("file://"):
+            item = QUrl(item).toLocalFile()
+        out.append(str(Path(item).expanduser().absolute()))
+    return out
+
+
+def _load_settings() -> tuple[Settings, str | None]:
+    try:
+        return load_settings(), None
+    except ConfigError as exc:  # a broken config must not stop the app from opening
+        print(f"settings error: {exc}", file=sys.stderr, flush=True)
+        return Settings(), str(exc)
+
+
+async def _run(
+    app: QApplication, controller: EngineController, window: MainWindow, args: argparse.Namespace
+) -> None:
     done = asyncio.Event()
+    window.on_quit = done.set
     app.aboutToQuit.connect(done.set)
+    _quit_on_signals(window)
+    try:
+        note = await controller.start()
+    except Exception as exc:  # e.g. no address to listen on at all
+        QMessageBox.critical(window, CLIENT_NAME, f"The engine could not start:\n{exc}")
+        return
+    session = controller.session
+    assert session is not None
+    window.set_port_note(f"Port {session.listen_port}")
+    if note:
+        window.set_port_note(f"Port {session.listen_port} (random: configured port busy)")
+        window.show_message(note, 30000)
+        print(note, flush=True)
+    controller.apply_limits()
+    if args.items:
+        window.handle_items(list(args.items))
+    if args.quit_after is not None:
+        QTimer.singleShot(args.quit_after, window.request_quit)
     await done.wait()
+    window.save_state()
+    window.close()
+    await controller.stop()
+    print("engine stopped", flush=True)
+
+
+def _follow_system_theme(app: QApplication, window: MainWindow) -> None:
+    """With theme = "system", switch light/dark when the desktop does (Qt >= 6.5)."""
+    from ccbt_gui.theme import apply_theme, chart_colors
+
+    def changed(*_args: object) -> None:
+        if window.settings.ui.theme == "system":
+            window.details.speed.set_colors(*chart_colors(apply_theme(app, "system")))
+
+    hints = app.styleHints()
+    if hasattr(hints, "colorSchemeChanged"):
+        hints.colorSchemeChanged.connect(changed)
+
+
+def _quit_on_signals(window: MainWindow) -> None:
+    """SIGINT/SIGTERM quit cleanly (engine stopped, socket removed) instead of killing us.
+
+    Python runs signal handlers only when the interpreter gets control; the engine's snapshot
+    timer gives it control at least every tick, so the delay is bounded by that interval.
+    """
+
+    def handler(_signum: int, _frame: object) -> None:
+        QTimer.singleShot(0, window.request_quit)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Dialogs: add torrent, add magnet, create torrent, settings."""

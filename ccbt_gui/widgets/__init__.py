@@ -1,0 +1,1 @@
+"""Custom widgets: progress delegate, pieces bar, charts, details tabs, sidebar."""
