@@ -1,0 +1,219 @@
+"""Helpers shared by the benchmarks: sizes, payloads, the reference-peer harness, /proc sampling.
+
+Why /proc and not ``wait4``/``getrusage(RUSAGE_CHILDREN)``: the processes we compare are stopped
+by the harness (SIGTERM/SIGKILL of a process group), and a killed child's rusage is either lost or
+includes its shutdown. Sampling ``/proc/PID/stat`` and ``/proc/PID/status`` while the process runs
+measures exactly the window we care about and works the same for any process, ours or a reference
+client. Linux only, like the benchmarks themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+_SUFFIXES = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_size(text: str) -> int:
+    """``1G``, ``512M``, ``64K``, ``1GiB`` or plain bytes (an argparse ``type``)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    suffix = t[-1:] if t[-1:] in _SUFFIXES else ""
+    try:
+        value = int(t[: len(t) - len(suffix)]) * _SUFFIXES[suffix]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return value
+
+
+def load_refpeers() -> ModuleType:
+    """Import ``tests/interop/refpeers.py`` by path: benchmarks must not import the tests package.
+
+    The module is registered in ``sys.modules`` first because its dataclasses look their module
+    up there while being created.
+    """
+    if "refpeers" in sys.modules:
+        return sys.modules["refpeers"]
+    spec = importlib.util.spec_from_file_location("refpeers", ROOT / "tests/interop/refpeers.py")
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load tests/interop/refpeers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["refpeers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_random_file(path: Path, size: int) -> None:
+    """Write ``size`` random bytes unless a file of exactly that size is already there.
+
+    Random data because compressible data would flatter nothing here but costs the same to
+    generate; reuse because writing a GiB takes seconds that no measurement needs.
+    """
+    if path.exists() and path.stat().st_size == size:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        left = size
+        while left:
+            n = min(8 * MIB, left)
+            fh.write(os.urandom(n))
+            left -= n
+
+
+def warm_page_cache(root: Path) -> None:
+    """Read every file under ``root`` once so no timed run pays for the disk."""
+    files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+    buf = bytearray(8 * MIB)
+    for f in files:
+        with f.open("rb", buffering=0) as fh:
+            while fh.readinto(buf):
+                pass
+
+
+# --------------------------------------------------------------------------------------------
+# /proc sampling
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` so far (``/proc/PID/stat`` fields 14 and 15)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = raw[raw.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / _CLK_TCK
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmHWM, RssAnon) of ``pid`` in KiB from ``/proc/PID/status``.
+
+    VmHWM is the kernel's own peak of the resident set; RssAnon is the current heap-like part
+    (page-cache-backed file mappings excluded), whose peak we track by sampling.
+    """
+    hwm = anon = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+        elif line.startswith("RssAnon:"):
+            anon = int(line.split()[1])
+    return hwm, anon
+
+
+@dataclass
+class ProcStats:
+    """What a :class:`ProcSampler` saw of one process."""
+
+    cpu_start: float = 0.0
+    cpu_last: float = 0.0
+    vm_hwm_kib: int = 0
+    rss_anon_peak_kib: int = 0
+    samples: int = 0
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds between :meth:`ProcSampler.mark_start` and the last sample."""
+        return self.cpu_last - self.cpu_start
+
+
+class ProcSampler:
+    """Samples one process's CPU time and memory every ``interval`` seconds on a thread.
+
+    ``mark_start()`` when the measured work begins, ``sample()`` once more right before the
+    process is told to exit, then ``stop()``. A process that vanished mid-way keeps the last
+    values read.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.stats = ProcStats()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"sampler-{pid}")
+
+    def start(self) -> ProcSampler:
+        self.sample()
+        self.stats.cpu_start = self.stats.cpu_last
+        self._thread.start()
+        return self
+
+    def mark_start(self) -> None:
+        self.sample()
+        with self._lock:
+            self.stats.cpu_start = self.stats.cpu_last
+
+    def sample(self) -> None:
+        try:
+            cpu = cpu_seconds(self.pid)
+            hwm, anon = memory_kib(self.pid)
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            return
+        with self._lock:
+            s = self.stats
+            s.cpu_last = cpu
+            s.vm_hwm_kib = max(s.vm_hwm_kib, hwm)
+            s.rss_anon_peak_kib = max(s.rss_anon_peak_kib, anon)
+            s.samples += 1
+
+    def stop(self) -> ProcStats:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        return self.stats
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio_table(
+    metrics: Sequence[tuple[str, Callable[[float], str]]],
+    results: dict[str, dict[str, list[float]]],
+    numerator: str,
+    denominator: str,
+) -> str:
+    """A text table: one row per metric, one column per contender's median, then their ratio.
+
+    ``results[contender][metric]`` is the list of per-run values; ``metrics`` gives each metric's
+    name and how to format one value.
+    """
+    names = list(results)
+    header = ["metric", *[f"{n} (median)" for n in names], f"{numerator}/{denominator}"]
+    rows = [header]
+    for metric, fmt in metrics:
+        meds = {n: median(results[n].get(metric, [])) for n in names}
+        den = meds[denominator]
+        ratio = meds[numerator] / den if den else float("nan")
+        rows.append([metric, *[fmt(meds[n]) for n in names], f"{ratio:.2f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def now() -> float:
+    """The benchmarks' one clock (monotonic, comparable across processes on Linux)."""
+    return time.monotonic()

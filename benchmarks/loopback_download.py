@@ -1,0 +1,367 @@
+"""Benchmark: ccbt vs libtorrent downloading the same torrent from one libtorrent seeder.
+
+One libtorrent seeder (its high-throughput preset, data checked and in the page cache) serves a
+generated payload. Each run times two leechers in turn, each in its own process so neither shares
+an interpreter or a GIL with the harness: a libtorrent leecher (``lt_peer.py``, TCP only, default
+settings) and a ccbt leecher (this file re-run with ``--driver``, using ``ccbt_engine.api``). The
+order alternates between runs so drifting background load hits both alike; medians are reported.
+
+Per leecher and run:
+
+* MiB/s: payload bytes / wall time from the moment it is told to connect to the seeder until it
+  reports every piece verified;
+* CPU s: utime + stime of the leecher's process over that same window (``/proc/PID/stat``, last
+  sample taken right after completion, before the process is told to quit);
+* peak VmHWM and peak RssAnon, sampled from ``/proc/PID/status`` every 100 ms during the run.
+
+    .venv/bin/python benchmarks/loopback_download.py                 # 1 GiB file, 1 MiB pieces
+    .venv/bin/python benchmarks/loopback_download.py --size 512M --files 200
+    .venv/bin/python benchmarks/loopback_download.py --runs 1 --profile /tmp/ccbt.txt  # py-spy
+
+No rate limits are set anywhere (libtorrent ignores them between local peers anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # benchmarks are scripts, not a package: found via sys.path
+    MIB,
+    ProcSampler,
+    ProcStats,
+    load_refpeers,
+    now,
+    parse_size,
+    ratio_table,
+    warm_page_cache,
+    write_random_file,
+)
+
+LT = "libtorrent"
+CCBT = "ccbt"
+
+
+@dataclass
+class RunResult:
+    contender: str
+    seconds: float
+    payload: int
+    proc: ProcStats
+
+    @property
+    def mib_s(self) -> float:
+        return self.payload / MIB / self.seconds
+
+
+# --------------------------------------------------------------------------------------------
+# The ccbt leecher process (``--driver``)
+# --------------------------------------------------------------------------------------------
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def _drive(torrent: Path, save: Path, peer: tuple[str, int], timeout: float) -> int:
+    """Add the torrent, say ``ready``, wait for ``go`` on stdin, download, say ``done``, wait.
+
+    Waiting for the parent at both ends keeps interpreter start-up, imports and shutdown out of
+    the measured window, exactly as for the libtorrent leecher.
+    """
+    from ccbt_engine.api import Session
+    from ccbt_engine.config import Settings
+
+    settings = Settings.model_validate(
+        {
+            "network": {
+                "listen_interfaces": ["127.0.0.1"],
+                "enable_dht": False,
+                "enable_lsd": False,
+                "enable_upnp": False,
+                "enable_natpmp": False,
+            }
+        }
+    )
+    loop = asyncio.get_running_loop()
+    async with Session(settings, listen_port=0) as session:
+        handle = await session.add_torrent(torrent, save)
+        _emit({"type": "ready", "state": handle.status().state})
+        if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "go":
+            return 1
+        cpu0, t0 = _self_cpu(), now()
+        handle.connect_peer(*peer)
+        try:
+            status = await handle.wait_finished(timeout=timeout)
+        except Exception as exc:  # report any failure to the parent, which prints it
+            _emit({"type": "error", "error": f"{type(exc).__name__}: {exc}"})
+            return 1
+        _emit(
+            {
+                "type": "done",
+                "seconds": now() - t0,
+                "cpu": _self_cpu() - cpu0,
+                "state": status.state,
+                "hash_failures": status.hash_failures,
+                "wanted_done": status.wanted_done,
+            }
+        )
+        await loop.run_in_executor(None, sys.stdin.readline)  # "quit" or EOF
+    return 0
+
+
+def _driver_main(args: argparse.Namespace) -> int:
+    host, _, port = args.peer.rpartition(":")
+    return asyncio.run(_drive(Path(args.torrent), Path(args.save), (host, int(port)), args.timeout))
+
+
+# --------------------------------------------------------------------------------------------
+# The harness side
+# --------------------------------------------------------------------------------------------
+
+
+class CcbtLeecher:
+    """The ``--driver`` subprocess, with a JSON-lines reader on its stdout."""
+
+    def __init__(self, torrent: Path, save: Path, seeder_port: int, workdir: Path) -> None:
+        env = dict(os.environ)
+        env.update(
+            CCBT_CONFIG_DIR=str(workdir / "ccbt-config"),
+            CCBT_LOCAL_CONFIG=str(workdir / "none.toml"),
+            CCBT_NETWORK_LISTEN_INTERFACES='["127.0.0.1"]',
+        )
+        argv = [sys.executable, __file__, "--driver", "--torrent", str(torrent)]
+        argv += ["--save", str(save), "--peer", f"127.0.0.1:{seeder_port}"]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.stderr_tail: list[str] = []
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail = [*self.stderr_tail[-30:], line.rstrip()]
+
+    def read_event(self, expected: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("ccbt driver exited:\n" + "\n".join(self.stderr_tail))
+        event: dict[str, Any] = json.loads(line)
+        if event.get("type") != expected:
+            raise RuntimeError(f"ccbt driver: wanted {expected}, got {event}")
+        return event
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.send("quit")
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def run_ccbt(
+    torrent: Path, save: Path, seeder_port: int, payload: int, workdir: Path, profile: Path | None
+) -> RunResult:
+    leecher = CcbtLeecher(torrent, save, seeder_port, workdir)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        leecher.read_event("ready")
+        sampler = ProcSampler(leecher.proc.pid).start()
+        if profile is not None:
+            spy = _start_py_spy(leecher.proc.pid, profile)
+        sampler.mark_start()
+        t0 = now()
+        leecher.send("go")
+        done = leecher.read_event("done")
+        seconds = now() - t0
+        sampler.sample()
+        stats = sampler.stop()
+        if done["wanted_done"] != payload or done["state"] != "seeding":
+            raise RuntimeError(f"ccbt did not complete: {done}")
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        leecher.stop()
+    return RunResult(CCBT, seconds, payload, stats)
+
+
+def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """Attach py-spy to the driver; ``.txt`` gives collapsed stacks, anything else speedscope."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    fmt = "raw" if out.suffix == ".txt" else "speedscope"
+    argv = [spy, "record", "--pid", str(pid), "-o", str(out), "--format", fmt, "--rate", "200"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach before the transfer starts
+    return proc
+
+
+def run_libtorrent(
+    refpeers: Any, torrent: Path, save: Path, seeder_port: int, payload: int, timeout: float
+) -> RunResult:
+    leecher = refpeers.LibtorrentPeer(torrent, save, seed=False, tcp_only=True)
+    leecher.start()
+    try:
+        sampler = ProcSampler(leecher.pid).start()
+        sampler.mark_start()
+        t0 = now()
+        leecher.connect("127.0.0.1", seeder_port)
+        final = leecher.wait_finished(timeout)
+        seconds = now() - t0
+        sampler.sample()
+        stats = sampler.stop()
+        if final.get("total_done") != payload:
+            raise RuntimeError(f"libtorrent did not complete: {final}")
+    finally:
+        leecher.stop()
+    return RunResult(LT, seconds, payload, stats)
+
+
+def make_source(root: Path, size: int, files: int, refpeers: Any) -> Path:
+    """The seeder's data: one file ``bench.bin`` or a folder of ``files`` varied files."""
+    if files == 1:
+        path = root / "src" / "bench.bin"
+        write_random_file(path, size)
+        return path
+    folder = root / "src" / "payload"
+    if not folder.exists():
+        refpeers.make_payload(root / "src", size, files, seed=files)
+    return folder
+
+
+def _print_run(r: RunResult, run: int) -> None:
+    s = r.proc
+    print(
+        f"run {run + 1} {r.contender:<10} {r.mib_s:8.1f} MiB/s  {r.seconds:6.2f} s  "
+        f"cpu {s.cpu:6.2f} s  VmHWM {s.vm_hwm_kib / 1024:7.1f} MiB  "
+        f"RssAnon {s.rss_anon_peak_kib / 1024:7.1f} MiB",
+        flush=True,
+    )
+
+
+def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    refpeers = load_refpeers()
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ccbt-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, list[float]]] = {LT: {}, CCBT: {}}
+    try:
+        source = make_source(root, args.size, args.files, refpeers)
+        made = refpeers.make_torrent(source, None, args.pieces, root / "bench.torrent", "v1")
+        warm_page_cache(source)
+        print(
+            f"payload {made.total_size / MIB:.0f} MiB in {args.files} file(s), "
+            f"{made.piece_size // 1024} KiB pieces, {args.runs} run(s)",
+            flush=True,
+        )
+        # not seed_mode: that hashes each piece on its first upload, which would slow down
+        # whichever leecher comes first. A full check at start-up costs a few seconds once.
+        seeder = refpeers.LibtorrentPeer(
+            made.path, made.save_path, seed=True, fast=True, tcp_only=True
+        )
+        with seeder:
+            for run in range(args.runs):
+                order = [LT, CCBT] if run % 2 == 0 else [CCBT, LT]
+                for contender in order:
+                    save = root / f"dl-{contender}"
+                    shutil.rmtree(save, ignore_errors=True)
+                    save.mkdir()
+                    if contender == LT:
+                        r = run_libtorrent(
+                            refpeers, made.path, save, seeder.port, made.total_size, args.timeout
+                        )
+                    else:
+                        profile = args.profile if run == 0 else None
+                        r = run_ccbt(made.path, save, seeder.port, made.total_size, root, profile)
+                    shutil.rmtree(save, ignore_errors=True)
+                    _print_run(r, run)
+                    m = results[contender]
+                    for key, value in (
+                        ("MiB/s", r.mib_s),
+                        ("CPU s", r.proc.cpu),
+                        ("peak VmHWM MiB", r.proc.vm_hwm_kib / 1024),
+                        ("peak RssAnon MiB", r.proc.rss_anon_peak_kib / 1024),
+                        ("wall s", r.seconds),
+                    ):
+                        m.setdefault(key, []).append(value)
+    finally:
+        if not args.dir:
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=parse_size, default=parse_size("1G"), help="payload size")
+    p.add_argument("--pieces", type=parse_size, default=MIB, help="piece size (power of two)")
+    p.add_argument("--files", type=int, default=1, help="number of files (1 = a single file)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--dir", help="work folder, kept and reused (default: a temporary one)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
+    p.add_argument("--profile", type=Path, help="py-spy the first ccbt run into this file")
+    # internal: the ccbt leecher process
+    p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--torrent", help=argparse.SUPPRESS)
+    p.add_argument("--save", help=argparse.SUPPRESS)
+    p.add_argument("--peer", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.driver:
+        return _driver_main(args)
+    results = bench(args)
+    fmt1 = "{:.1f}".format
+    fmt2 = "{:.2f}".format
+    print()
+    print(
+        ratio_table(
+            [
+                ("MiB/s", fmt1),
+                ("wall s", fmt2),
+                ("CPU s", fmt2),
+                ("peak VmHWM MiB", fmt1),
+                ("peak RssAnon MiB", fmt1),
+            ],
+            results,
+            CCBT,
+            LT,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
