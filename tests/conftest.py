@@ -1,7 +1,15 @@
-"""Shared test configuration."""
+"""Shared test configuration.
+
+Tests never send traffic beyond 127.0.0.0/8: DHT bootstrap (which would resolve the public
+routers), local service discovery (LAN multicast), UPnP and NAT-PMP are switched off through the
+environment for everything the suite starts, in-process or as a subprocess. Tests that exercise
+those features turn them on explicitly with loopback-only endpoints.
+"""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+for _key in ("ENABLE_DHT", "ENABLE_LSD", "ENABLE_UPNP", "ENABLE_NATPMP"):
+    os.environ[f"CCBT_NETWORK_{_key}"] = "false"
