@@ -59,7 +59,7 @@ def test_round_trip_keeps_comments_and_refuses_invalid(qtbot: Any, tmp_path: Pat
     dialog.fields["network.listen_port"].set_text("7001")
     dialog.fields["limits.alt_schedule_from"].set_text("07:30")
     dialog.fields["ui.theme"].set_text("dark")
-    dialog.fields["network.enable_dht"].set_text("false")
+    dialog.fields["network.enable_pex"].set_text("false")
     dialog.accept()
     assert port_err.isHidden()
     text = path.read_text()
@@ -71,14 +71,14 @@ def test_round_trip_keeps_comments_and_refuses_invalid(qtbot: Any, tmp_path: Pat
     assert saved.limits.global_up_kib == 100
     assert saved.limits.alt_schedule_from == "07:30"
     assert saved.ui.theme == "dark"
-    assert saved.network.enable_dht is False
+    assert saved.network.enable_pex is False
     # only changed keys were written (no dump of defaults)
     assert "max_global_peers" not in text
     ((new, diff),) = applied
     assert new.network.listen_port == 7001
     assert set(diff) == {
         "network.listen_port",
-        "network.enable_dht",
+        "network.enable_pex",
         "limits.global_down_kib",
         "limits.alt_schedule_from",
         "ui.theme",
