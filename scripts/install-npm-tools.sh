@@ -3,10 +3,11 @@
 # (.npm-tools/, never global), only when missing. Skips quietly when npm is not available: the
 # tests that need these programs skip themselves then.
 #   bittorrent-tracker - the WebTorrent project's HTTP/UDP/WebSocket tracker (tracker interop)
+#   bittorrent-dht     - the WebTorrent project's DHT node (DHT interop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=.npm-tools
-pkgs=(bittorrent-tracker@11)
+pkgs=(bittorrent-tracker@11 bittorrent-dht@11)
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm not found: the npm-based interop tests will be skipped" >&2

@@ -84,6 +84,7 @@ IpStr = Annotated[str, AfterValidator(_check_ip)]
 UserPath = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_expand)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none), AfterValidator(_expand)]
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+HostPort = Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$")]
 
 
 def _f(default: Any = ..., description: str = "", *, allowed: str | None = None, **kw: Any) -> Any:
@@ -140,6 +141,11 @@ class NetworkSettings(_Section):
     enable_utp: bool = _f(True, "Use uTP (BEP 29) peer connections.")
     enable_dht: bool = _f(True, "Find peers through the DHT (BEP 5).")
     dht_port: int = _f(0, "UDP port for the DHT; 0 means the same as listen_port.", ge=0, le=65535)
+    dht_bootstrap_nodes: tuple[HostPort, ...] = _f(
+        ("router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881"),
+        "DHT nodes to join through when the saved routing table is empty or stale.",
+        allowed='a list of host:port strings, e.g. ["router.bittorrent.com:6881", "[::1]:6881"]',
+    )
     enable_lsd: bool = _f(True, "Local Service Discovery on the LAN (BEP 14).")
     enable_pex: bool = _f(True, "Peer exchange (BEP 11).")
     enable_upnp: bool = _f(True, "Ask the router to forward listen_port with UPnP.")
