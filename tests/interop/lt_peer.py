@@ -279,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         params = lt.session_params()
         params.settings = build_settings(args)  # type: ignore[assignment]  # binding converts dicts
         ses = lt.session(params)
+        # libtorrent exempts local peers (all of 127.0.0.0/8) from rate limits; put every
+        # address in the global peer class so upload/download limits apply in tests
+        everyone = lt.ip_filter()
+        everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        everyone.add_rule(
+            "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id
+        )
+        ses.set_peer_class_filter(everyone)
         atp = lt.add_torrent_params()
         atp.ti = lt.torrent_info(args.torrent)
         atp.save_path = args.save_path
