@@ -60,12 +60,13 @@ class EngineController(QObject):
         """Start the session; returns a note for the status bar if the port had to change."""
         note = None
         settings = self.settings
-        session = Session(settings)
+        # persist: the torrent list and resume data survive restarts (shared with the CLI)
+        session = Session(settings, persist=True)
         try:
             await session.start()
         except SessionError as exc:
             await session.stop()
-            session = Session(settings, listen_port=0)
+            session = Session(settings, listen_port=0, persist=True)
             await session.start()
             note = (
                 f"Port {settings.network.listen_port} is busy ({exc}); "

@@ -8,8 +8,17 @@ those features turn them on explicitly with loopback-only endpoints.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 for _key in ("ENABLE_DHT", "ENABLE_LSD", "ENABLE_UPNP", "ENABLE_NATPMP"):
     os.environ[f"CCBT_NETWORK_{_key}"] = "false"
+
+# Resume data, session state and the DHT table go to a throwaway folder, never the user's own
+# (the CLI and GUI persist by default; subprocesses inherit this).
+_STATE_DIR = tempfile.mkdtemp(prefix="ccbt-test-state-")
+os.environ["CCBT_STATE_DIR"] = _STATE_DIR
+atexit.register(shutil.rmtree, _STATE_DIR, ignore_errors=True)

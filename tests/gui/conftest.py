@@ -23,6 +23,7 @@ def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("CCBT_CONFIG_DIR", str(cfg))
     monkeypatch.setenv("CCBT_NETWORK_LISTEN_INTERFACES", "127.0.0.1")
     monkeypatch.setenv("CCBT_GUI_SERVER_NAME", f"ccbt-test-{tmp_path.name}")
+    monkeypatch.setenv("CCBT_STATE_DIR", str(tmp_path / "state"))  # no torrents from other tests
     yield cfg
 
 
