@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName(CLIENT_NAME)
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("ccbt-gui")
+    app.setDesktopFileName("ccbittorrent")
     app.setQuitOnLastWindowClosed(False)  # the tray keeps running; quitting is explicit
 
     args.items = normalise_items(args.items)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-DESKTOP_ID = "ccbt-gui.desktop"
+DESKTOP_ID = "ccbittorrent.desktop"
 MIME_TYPES = ("x-scheme-handler/magnet", "application/x-bittorrent")
 _DEFAULTS = "Default Applications"
 _ADDED = "Added Associations"
@@ -36,11 +36,11 @@ def desktop_entry(command: Sequence[str]) -> str:
         "GenericName=BitTorrent client\n"
         "Comment=Download and share files over BitTorrent\n"
         f"Exec={exec_line}\n"
-        "Icon=ccbt-gui\n"
+        "Icon=ccbittorrent\n"
         "Terminal=false\n"
         "Categories=Network;FileTransfer;P2P;Qt;\n"
         "MimeType=x-scheme-handler/magnet;application/x-bittorrent;\n"
-        "StartupWMClass=ccbt-gui\n"
+        "StartupWMClass=ccbittorrent\n"
     )
 
 

@@ -33,18 +33,18 @@ def test_register_writes_desktop_entry_and_defaults(xdg_home: tuple[Path, Path])
     mimeapps.parent.mkdir(parents=True)
     mimeapps.write_text("[Default Applications]\ntext/html=firefox.desktop\n")
     entry_path = xdg.register(["/opt/ccbt app/bin/ccbt-gui"])
-    assert entry_path == data / "applications" / "ccbt-gui.desktop"
+    assert entry_path == data / "applications" / "ccbittorrent.desktop"
     entry = _entry(entry_path)
     assert entry["MimeType"] == "x-scheme-handler/magnet;application/x-bittorrent;"
     assert entry["Exec"] == '"/opt/ccbt app/bin/ccbt-gui" %U'
     assert entry["Type"] == "Application"
-    assert xdg.default_handler("x-scheme-handler/magnet") == "ccbt-gui.desktop"
-    assert xdg.default_handler("application/x-bittorrent") == "ccbt-gui.desktop"
+    assert xdg.default_handler("x-scheme-handler/magnet") == "ccbittorrent.desktop"
+    assert xdg.default_handler("application/x-bittorrent") == "ccbittorrent.desktop"
     assert xdg.default_handler("text/html") == "firefox.desktop"  # other defaults kept
-    assert "x-scheme-handler/magnet=ccbt-gui.desktop;" in mimeapps.read_text()
+    assert "x-scheme-handler/magnet=ccbittorrent.desktop;" in mimeapps.read_text()
 
     xdg.register(["/usr/bin/ccbt-gui"])  # idempotent: no duplicate association
-    assert mimeapps.read_text().count("x-scheme-handler/magnet=ccbt-gui.desktop;") == 1
+    assert mimeapps.read_text().count("x-scheme-handler/magnet=ccbittorrent.desktop;") == 1
 
     xdg.unregister()
     assert not entry_path.exists()
@@ -84,4 +84,4 @@ def test_register_handler_command_line(xdg_home: tuple[Path, Path]) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "default magnet/.torrent handler" in proc.stdout
-    assert xdg.default_handler("x-scheme-handler/magnet") == "ccbt-gui.desktop"
+    assert xdg.default_handler("x-scheme-handler/magnet") == "ccbittorrent.desktop"
