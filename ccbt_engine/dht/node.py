@@ -233,12 +233,15 @@ class DHTNode:
         self._loopback_only = all(_is_loopback(h) for h in hosts)
         self._start_maintenance()
 
-    def attach(self, send: SendFn) -> None:
+    def attach(self, send: SendFn, port: int = 0) -> None:
         """Use an external datagram transport; its receive side must call datagram_received.
 
+        ``port`` is the shared socket's port (what :attr:`port` reports and announces use).
         Await :meth:`load_state` first to resume the saved id and table.
         """
         self._send = send
+        if port:
+            self.ports[4] = port
         self._start_maintenance()
 
     @property

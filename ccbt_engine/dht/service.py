@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from ccbt_engine.dht.node import DHTConfig, DHTNode, DHTQueryError
+from ccbt_engine.dht.node import DHTConfig, DHTNode, DHTQueryError, looks_like_krpc
 
 if TYPE_CHECKING:
     from ccbt_engine.session import SessionCore
@@ -76,6 +76,13 @@ async def start_session_dht(session: SessionCore) -> DHTNode | None:
         is_blocked=session.is_blocked,
     )
     node = DHTNode(config)
+    if session.utp is not None and net.dht_port in (0, session.listen_port):
+        # one UDP port for uTP and the DHT: KRPC datagrams start with "d", uTP headers never do
+        await node.load_state()
+        node.attach(session.utp.sendto, session.listen_port)
+        session.utp.register_handler(looks_like_krpc, node.datagram_received)
+        log.info("dht: node %s sharing UDP port %d with uTP", node.node_id.hex(), node.port)
+        return node
     hosts = [h for h in net.listen_interfaces if net.enable_ipv6 or ":" not in h]
     try:
         await node.start(hosts, net.dht_port or session.listen_port)
@@ -155,6 +162,8 @@ async def apply_dht_settings(session: SessionCore) -> None:
     if session.dht is not None:
         old, session.dht = session.dht, None
         await old.stop()
+        if session.utp is not None:
+            session.utp.unregister_handler(old.datagram_received)
     if session.settings.network.enable_dht:
         session.dht = await start_session_dht(session)
 
