@@ -15,12 +15,16 @@ from pathlib import Path
 
 from ccbt_engine import events as ev
 from ccbt_engine.config import Settings
+from ccbt_engine.create import CreateError, create_torrent_async
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
+from ccbt_engine.net.utp_socket import transport_name
 from ccbt_engine.session import SessionCore, SessionError, default_save_path
+from ccbt_engine.state import SessionPersistence, resolve_state_dir
 from ccbt_engine.torrent import AddOptions, PeerState, Torrent, TorrentState
 from ccbt_engine.tracker import TrackerStatus
 
 __all__ = [
+    "CreateError",
     "FileStatus",
     "MetainfoError",
     "PeerStatus",
@@ -30,6 +34,7 @@ __all__ = [
     "TorrentState",
     "TorrentStatus",
     "TrackerStatus",
+    "create_torrent_async",
 ]
 
 
@@ -67,6 +72,8 @@ class TorrentStatus:
     sequential: bool
     download_limit: int
     upload_limit: int
+    #: bytes of the files the user selected (priority > 0), pad files excluded
+    selected_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,8 @@ class FileStatus:
     size: int
     priority: int
     is_pad: bool
+    #: bytes of this file covered by verified pieces
+    done: int = 0
 
 
 class TorrentHandle:
@@ -139,6 +148,11 @@ class TorrentHandle:
             wanted_size=wanted,
             wanted_done=done,
             total_size=sum(f.length for f in t.info.files if not f.is_pad),
+            selected_size=sum(
+                f.length
+                for f, prio in zip(t.info.files, t.file_priorities, strict=True)
+                if prio > 0 and not f.is_pad
+            ),
             download_rate=down_rate,
             upload_rate=up_rate,
             num_peers=len(t.peers),
@@ -168,8 +182,10 @@ class TorrentHandle:
 
     def files(self) -> list[FileStatus]:
         t = self._t
+        have = t.picker.have
+        done = t.storage.file_progress([have[i] for i in range(len(have))])
         return [
-            FileStatus(i, "/".join(f.path), f.length, t.file_priorities[i], f.is_pad)
+            FileStatus(i, "/".join(f.path), f.length, t.file_priorities[i], f.is_pad, done[i])
             for i, f in enumerate(t.info.files)
         ]
 
@@ -200,13 +216,21 @@ class TorrentHandle:
     def set_file_priorities(self, priorities: Sequence[int]) -> None:
         """0 = skip, 1 = low, 4 = normal, 7 = high, one per file (pad files included)."""
         self._t.set_file_priorities(priorities)
+        self._persist()
 
     def set_sequential(self, value: bool) -> None:
         self._t.picker.sequential = value
+        self._persist()
 
     def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
         """Bytes per second; 0 = unlimited; None = unchanged."""
         self._t.set_limits(download, upload)
+        self._persist()
+
+    def _persist(self) -> None:
+        """A change the resume data must keep: checkpoint soon (when persisting)."""
+        if self._session._core.persistence is not None:
+            self._session._core.persistence.request(self._t)
 
     def connect_peer(self, host: str, port: int, source: str = "manual") -> None:
         self._t.add_peers([(host, port)], source)
@@ -259,8 +283,8 @@ def _peer_status(ps: PeerState, now: float) -> PeerStatus:
         downloaded=ps.down.total,
         uploaded=ps.up.total,
         source=ps.source,
-        transport="TCP",
-        encrypted=False,
+        transport=transport_name(ps.conn.transport),
+        encrypted=ps.conn.encrypted,
         is_seed=ps.is_seed,
         hash_failures=ps.hash_fails,
     )
@@ -276,8 +300,24 @@ class Session:
     data) on exit.
     """
 
-    def __init__(self, settings: Settings | None = None, *, listen_port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        listen_port: int | None = None,
+        persist: bool = False,
+        state_dir: str | Path | None = None,
+        restore: bool = True,
+    ) -> None:
+        """``persist``: keep resume data and the torrent list in the state folder
+        (``state_dir``, else ``$CCBT_STATE_DIR`` / ``disk.state_dir`` / the user data folder;
+        giving ``state_dir`` turns ``persist`` on). ``restore``: re-add the saved torrents at
+        start (GUI, daemon); ``ccbt download`` passes False and only resumes what it adds.
+        """
         self._core = SessionCore(settings, listen_port=listen_port)
+        if persist or state_dir is not None:
+            folder = Path(state_dir) if state_dir else resolve_state_dir(self._core.settings)
+            self._core.persistence = SessionPersistence(self._core, folder, restore=restore)
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -333,11 +373,36 @@ class Session:
         torrent = await self._core.add_torrent(metainfo, metainfo.info, options)
         return TorrentHandle(self, torrent)
 
+    async def add_magnet(
+        self, uri: str, save_path: str | Path | None = None, *, paused: bool = False
+    ) -> TorrentHandle:
+        """Add a magnet link; the handle is in state "metadata" until the info dict arrives
+        from peers (BEP 9), then becomes a normal torrent's handle (see ``magnet_fetch``)."""
+        from ccbt_engine.magnet_fetch import MagnetHandle, add_magnet
+
+        path = Path(save_path) if save_path is not None else default_save_path(self.settings)
+        limits = self.settings.limits
+        options = AddOptions(
+            save_path=path.expanduser(),
+            paused=paused,
+            download_limit=limits.per_torrent_down_kib * 1024,
+            upload_limit=limits.per_torrent_up_kib * 1024,
+        )
+        return MagnetHandle(self, await add_magnet(self._core, uri, options))
+
     def torrents(self) -> list[TorrentHandle]:
-        return [TorrentHandle(self, t) for t in self._core.torrents.values()]
+        from ccbt_engine.magnet_fetch import MagnetHandle
+
+        handles = [TorrentHandle(self, t) for t in self._core.torrents.values()]
+        return handles + [MagnetHandle(self, m) for m in self._core.magnets.values()]
 
     def get(self, info_hash: str) -> TorrentHandle:
         torrent = self._core.torrents.get(bytes.fromhex(info_hash))
+        magnet = self._core.magnets.get(bytes.fromhex(info_hash))
+        if torrent is None and magnet is not None:
+            from ccbt_engine.magnet_fetch import MagnetHandle
+
+            return MagnetHandle(self, magnet)
         if torrent is None:
             raise SessionError(f"no torrent with infohash {info_hash}")
         return TorrentHandle(self, torrent)
@@ -348,6 +413,14 @@ class Session:
     def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
         """Global limits in bytes per second; 0 = unlimited; None = unchanged."""
         self._core.set_global_limits(download, upload)
+
+    async def apply_settings(self, settings: Settings) -> dict[str, tuple[object, object]]:
+        """Apply changed settings to the running session; returns what changed.
+
+        Limits, peer counts, timeouts, the IP filter and the listen port take effect at once;
+        disk settings (preallocation, file handles) apply to torrents added afterwards.
+        """
+        return await self._core.apply_settings(settings)
 
     def global_rates(self) -> tuple[float, float]:
         now = time.monotonic()

@@ -334,6 +334,9 @@ class MagnetTorrent:
         conn.send(b"".join(parts))
         return None
 
+    def on_peer_batch_end(self, conn: PeerConnection) -> None:
+        """Nothing is batched while only metadata is exchanged."""
+
     def on_peer_event(self, conn: PeerConnection, event: wire.Event) -> None:
         mp = self.peers.get(conn)
         if mp is None or not isinstance(event, wire.Extended):

@@ -13,18 +13,28 @@ import secrets
 import string
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from ccbt_engine import CLIENT_NAME, __version__
 from ccbt_engine import events as ev
 from ccbt_engine.config import Settings
+from ccbt_engine.dht.node import DHTNode
+from ccbt_engine.dht.service import DHT_KEYS, apply_dht_settings, start_session_dht
 from ccbt_engine.metainfo import Metainfo, TorrentInfo
+from ccbt_engine.net.encrypted import skey_finder
+from ccbt_engine.net.lsd import SessionLsd
 from ccbt_engine.net.peer import PeerConnection, PeerHandler
+from ccbt_engine.net.utp_socket import UTPListener, start_session_utp
 from ccbt_engine.security.ipfilter import IPFilter, IPFilterError, load_filter_async
 from ccbt_engine.stats import RateMeter
 from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
 from ccbt_engine.torrent import AddOptions, Torrent, TorrentState
+
+if TYPE_CHECKING:
+    from ccbt_engine.magnet_fetch import MagnetTorrent
+    from ccbt_engine.state import SessionPersistence
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,8 @@ class SessionCore:
         self.torrents: dict[bytes, Torrent] = {}
         #: wire infohash -> torrent, including a hybrid torrent's truncated v2 hash
         self._by_wire_hash: dict[bytes, Torrent] = {}
+        #: magnets still fetching their metadata (they become torrents afterwards)
+        self.magnets: dict[bytes, MagnetTorrent] = {}
         self.down = RateMeter()
         self.up = RateMeter()
         limits = self.settings.limits
@@ -65,15 +77,38 @@ class SessionCore:
         self.half_open = 0
         self.listen_port = 0
         self._servers: list[asyncio.Server] = []
+        self.utp: UTPListener | None = None  # uTP on the listen port (network.enable_utp)
         self.started = False
         #: one HTTP client for every tracker (connection pooling, one place for the user agent)
         self.http: aiohttp.ClientSession | None = None
         self.ip_filter: IPFilter | None = None
+        #: our address as peers see it (their BEP 10 ``yourip``), for BEP 40 peer priority
+        self.external_ip: str | None = None
+        self.dht: DHTNode | None = None  # started with the session when network.enable_dht
+        self.lsd: SessionLsd | None = None  # BEP 14, when network.enable_lsd
+        #: resume data and session.json (ccbt_engine.state); set by the facade when persisting
+        self.persistence: SessionPersistence | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         if self.started:
             return
+        await self.start_listening()
+        net = self.settings.network
+        if net.enable_dht:
+            self.dht = await start_session_dht(self)
+        if net.enable_lsd:
+            lsd = SessionLsd(self)
+            self.lsd = lsd if await lsd.start() else None
+        await self.load_ip_filter()
+        self.http = aiohttp.ClientSession(headers={"User-Agent": f"{CLIENT_NAME}/{__version__}"})
+        self.started = True
+        log.info("listening for peers on port %d", self.listen_port)
+        if self.persistence is not None:
+            await self.persistence.start()  # restores the saved torrents
+
+    async def start_listening(self) -> None:
+        """Open the peer listeners on every configured interface (one port for all)."""
         net = self.settings.network
         port = net.listen_port if self._port_override is None else self._port_override
         loop = asyncio.get_running_loop()
@@ -93,21 +128,31 @@ class SessionCore:
         for msg in errors:
             log.warning("not listening on %s", msg)
         self.listen_port = port
-        await self.load_ip_filter()
-        self.http = aiohttp.ClientSession(headers={"User-Agent": f"{CLIENT_NAME}/{__version__}"})
-        self.started = True
-        log.info("listening for peers on port %d", port)
+        self.utp = await start_session_utp(self)
 
     async def stop(self) -> None:
         """Close every torrent (flushing data) and the listeners."""
+        for magnet in list(self.magnets.values()):
+            await magnet.close()
         for torrent in list(self.torrents.values()):
             await torrent.close()
+        if self.persistence is not None:
+            await self.persistence.close()  # final checkpoints, after the torrents stopped
+        if self.dht is not None:
+            await self.dht.stop()  # saves the routing table
+            self.dht = None
+        if self.lsd is not None:
+            await self.lsd.close()
+            self.lsd = None
         for server in self._servers:
             server.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        if self.utp is not None:
+            self.utp.close()
+            self.utp = None
         if self.http is not None:
             await self.http.close()
             self.http = None
@@ -117,7 +162,11 @@ class SessionCore:
     # -- connections ----------------------------------------------------------------------
     def _incoming(self) -> PeerConnection:
         return PeerConnection(
-            peer_id=self.peer_id, lookup=self.lookup_torrent, admit=self._admit_incoming
+            peer_id=self.peer_id,
+            lookup=self.lookup_torrent,
+            admit=self._admit_incoming,
+            encryption=self.settings.security.encryption,
+            skey_lookup=skey_finder(lambda: [*self._by_wire_hash, *self.magnets]),
         )
 
     def _admit_incoming(self, host: str) -> str | None:
@@ -125,6 +174,9 @@ class SessionCore:
 
     def lookup_torrent(self, info_hash: bytes) -> tuple[PeerHandler, bytes, int] | None:
         torrent = self._by_wire_hash.get(info_hash)
+        magnet = self.magnets.get(info_hash) if torrent is None else None
+        if magnet is not None and magnet.active:
+            return magnet, info_hash, 0  # a magnet's metadata phase: no piece count yet
         if torrent is None or torrent.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
             return None
         return torrent, info_hash, torrent.info.num_pieces
@@ -171,10 +223,17 @@ class SessionCore:
         if info.info_hash_v2 is not None:
             self._by_wire_hash[info.info_hash_v2[:20]] = torrent
         self.events.publish(ev.TorrentAdded(info_hash=torrent.info_hash_hex, name=info.name))
+        if self.persistence is not None:
+            await self.persistence.attach(torrent, options)  # resume data, .torrent copy
         await torrent.start()
         return torrent
 
     async def remove_torrent(self, info_hash: bytes, *, delete_files: bool = False) -> None:
+        magnet = self.magnets.pop(info_hash, None)
+        if magnet is not None:
+            await magnet.close()
+            self.events.publish(ev.TorrentRemoved(info_hash=info_hash.hex(), with_data=False))
+            return
         torrent = self.torrents.pop(info_hash, None)
         if torrent is None:
             raise SessionError(f"no torrent with infohash {info_hash.hex()}")
@@ -185,11 +244,55 @@ class SessionCore:
             ev.TorrentRemoved(info_hash=torrent.info_hash_hex, with_data=delete_files)
         )
 
+    async def apply_settings(self, new: Settings) -> dict[str, tuple[object, object]]:
+        """Switch to ``new`` settings live; most are read where used, these need a nudge."""
+        changes = self.settings.diff(new)
+        self.settings = new
+        keys = set(changes)
+        if keys & {"limits.global_down_kib", "limits.global_up_kib"}:
+            self.set_global_limits(
+                new.limits.global_down_kib * 1024, new.limits.global_up_kib * 1024
+            )
+        if "security.ip_filter_path" in keys:
+            await self.load_ip_filter()
+        if self.started and keys & {
+            "network.listen_port",
+            "network.listen_interfaces",
+            "network.enable_ipv6",
+            "network.enable_utp",
+        }:
+            await self._restart_listeners()
+        if self.started and keys & DHT_KEYS:
+            await apply_dht_settings(self)  # on/off, port, bootstrap nodes
+        return changes
+
+    async def _restart_listeners(self) -> None:
+        old = self._servers
+        if self.utp is not None:
+            self.utp.close()
+            self.utp = None
+        self._servers = []
+        for server in old:
+            server.close()
+        self.started = False
+        try:
+            await self.start_listening()
+        except SessionError:
+            log.error("cannot listen with the new settings; peers cannot connect to us")
+            raise
+        finally:
+            self.started = True
+        if self.dht is not None:  # it may have shared the uTP socket that was just replaced
+            await self.dht.stop()
+            self.dht = await start_session_dht(self)
+
     def set_global_limits(self, download: int | None = None, upload: int | None = None) -> None:
         if download is not None:
             self.down_bucket.set_rate(download)
         if upload is not None:
             self.up_bucket.set_rate(upload)
+        if self.persistence is not None:
+            self.persistence.request_session()
 
 
 def default_save_path(settings: Settings) -> Path:

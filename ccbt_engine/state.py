@@ -656,7 +656,7 @@ def _snapshot_pieces(torrent: Torrent) -> tuple[bytes, dict[int, bytes]]:
     """
     picker = torrent.picker
     pieces = picker.have.to_bytes()
-    busy = set(torrent._inflight_writes) | torrent._hashing
+    busy = set(torrent._hashing)
     partial: dict[int, bytes] = {}
     for piece in list(picker._partial):
         if piece in busy or picker.have[piece]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ipaddress
 import logging
 import time
 from collections import deque
@@ -20,7 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from ccbt_engine import events as ev
 from ccbt_engine.bitfield import Bitfield, BitfieldError
+from ccbt_engine.dht.service import torrent_dht_job
+from ccbt_engine.extensions.torrent_ext import torrent_extensions
+from ccbt_engine.net.encrypted import EncryptionPolicy
 from ccbt_engine.net.peer import PeerConnection
+from ccbt_engine.net.utp_socket import open_peer_connection
 from ccbt_engine.protocol import wire
 from ccbt_engine.protocol.extension import (
     ExtensionHandshake,
@@ -28,9 +33,10 @@ from ccbt_engine.protocol.extension import (
     encode_extension_handshake,
 )
 from ccbt_engine.protocol.fast import allowed_fast_set
+from ccbt_engine.protocol.peer_priority import peer_priority
 from ccbt_engine.protocol.wire import ProtocolError
+from ccbt_engine.state import initial_check
 from ccbt_engine.stats import RateMeter
-from ccbt_engine.storage.checker import recheck
 from ccbt_engine.storage.errors import StorageError
 from ccbt_engine.storage.files import TorrentStorage
 from ccbt_engine.storage.layout import PieceLayout
@@ -96,6 +102,8 @@ class PeerState:
     snubbed: bool = False
     extensions: ExtensionHandshake | None = None
     resume_timer: asyncio.TimerHandle | None = None
+    #: a block arrived in the current read: top up requests when the read is handled
+    refill: bool = False
 
     @property
     def fast(self) -> bool:
@@ -158,6 +166,7 @@ class Torrent:
         self.down_bucket = TokenBucket(options.download_limit)
         self.up_bucket = TokenBucket(options.upload_limit)
         self.peers: dict[PeerConnection, PeerState] = {}
+        self.extensions = torrent_extensions(self)
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: deque[tuple[str, int, str]] = deque()
         self.known_peers: set[tuple[str, int]] = set()
@@ -170,12 +179,13 @@ class Torrent:
         self.checking_progress = 0.0
         self.active_since: float | None = None
         self.active_seconds = 0.0
-        self._inflight_writes: dict[int, int] = {}
+        self._relieving = False
         self._hashing: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick_task: asyncio.Task[None] | None = None
         self._last_rechoke = 0.0
         self._checked = False
+        self._closed = False
         self.trackers = TrackerLink(
             info_hash=self.info_hash,
             peer_id=session.peer_id,
@@ -205,6 +215,8 @@ class Torrent:
         self.active_since = time.monotonic()
         if self._tick_task is None:
             self._tick_task = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
+            if (dht_job := torrent_dht_job(self)) is not None:  # get_peers + announce cycle
+                self._spawn(dht_job)
         await self.trackers.start()
 
     def _announce_stats(self) -> AnnounceStats:
@@ -219,7 +231,7 @@ class Torrent:
             def progress(done: int, total: int) -> None:
                 self.checking_progress = done / total if total else 1.0
 
-            verified = await recheck(self.storage, progress=progress)
+            verified = await initial_check(self, progress)  # resume data, else a recheck
         except StorageError as exc:
             self._fail(str(exc))
             return
@@ -239,6 +251,7 @@ class Torrent:
         self.paused = False
         if self.state == TorrentState.ERROR:
             self.error = None
+            self._set_state(TorrentState.PAUSED)  # else start() sees ERROR and does nothing
         await self.start()
 
     async def force_recheck(self) -> None:
@@ -254,6 +267,7 @@ class Torrent:
         await self.start()
 
     async def close(self, *, delete_files: bool = False) -> None:
+        self._closed = True
         await self._stop_activity()
         await self.storage.close()
         if delete_files:
@@ -269,10 +283,18 @@ class Torrent:
         for conn in list(self.peers):
             conn.close("torrent stopped")
         self.candidates.extend((h, p, "reconnect") for h, p in self.known_peers)
-        for task in list(self._tasks):
+        # a cancelled write or hash loses its piece's bookkeeping: those pieces start over
+        at_risk = set(self._hashing)
+        me = asyncio.current_task()  # _fail runs us as one of our own tasks: never await self
+        others = [t for t in self._tasks if t is not me]
+        for task in others:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
+        for piece in at_risk:
+            if not self.picker.have[piece]:
+                self.picker.piece_failed(piece)
+        self._hashing.clear()
         if self.active_since is not None:
             self.active_seconds += time.monotonic() - self.active_since
             self.active_since = None
@@ -288,6 +310,8 @@ class Torrent:
 
     def _fail(self, message: str) -> None:
         """Put this torrent (only this one) in the error state with a message for the user."""
+        if self.state == TorrentState.ERROR:
+            return  # concurrent writes fail together: the first message is the one to show
         log.error("%s: %s", self.name, message)
         self.error = message
         self._set_state(TorrentState.ERROR)
@@ -297,7 +321,10 @@ class Torrent:
     def _done(self) -> bool:
         return self.picker.is_finished()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
+        if self._closed:  # a closed torrent starts nothing: the disk pool may be gone already
+            coro.close()
+            return None
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -341,17 +368,41 @@ class Torrent:
     def add_peers(self, addresses: Sequence[tuple[str, int]], source: str) -> None:
         for host, port in addresses:
             key = (host, port)
-            if key in self.known_peers or host in self.banned or not 0 < port < 65536:
+            # a manual "add peer" retries a known peer that dropped (_connect_more skips live ones)
+            known = key in self.known_peers and source != "manual"
+            if known or host in self.banned or not 0 < port < 65536:
                 continue
             if self.session.is_blocked(host):
                 continue
             self.known_peers.add(key)
             self.candidates.append((host, port, source))
+        self._order_candidates()
         self._connect_more()
+
+    def _order_candidates(self) -> None:
+        """BEP 40: dial in canonical peer priority order, so swarms converge on the same mesh.
+
+        Needs our own address as peers see it (learnt from their ``yourip``); until then the
+        order of arrival is kept.
+        """
+        me = self.session.external_ip
+        if me is None or len(self.candidates) < 2:
+            return
+        ours = (me, self.session.listen_port)
+
+        def priority(candidate: tuple[str, int, str]) -> int:
+            try:
+                return peer_priority(ours, (candidate[0], candidate[1]))
+            except ValueError:  # other address family: after the comparable ones
+                return -1
+
+        self.candidates = deque(sorted(self.candidates, key=priority, reverse=True))
 
     def _connect_more(self) -> None:
         if self.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
             return
+        if self._tick_task is None:
+            return  # stopping (pause, recheck): keep the reconnect candidates for the restart
         limit = self.session.settings.network.max_peers_per_torrent
         while self.candidates and len(self.peers) + len(self.connecting) < limit:
             if not self.session.can_open_connection():
@@ -364,36 +415,55 @@ class Torrent:
             self.connecting.add((host, port))
             self._spawn(self._connect(host, port, source))
 
-    async def _connect(self, host: str, port: int, source: str) -> None:
-        loop = asyncio.get_running_loop()
+    async def _connect(
+        self, host: str, port: int, source: str, encryption: EncryptionPolicy | None = None
+    ) -> None:
+        # 'enabled' dials MSE first; a peer that drops it mid-handshake gets one plain retry
+        policy = encryption or self.session.settings.security.encryption
+        retry_plain = False
         timeout = self.session.settings.network.connect_timeout
         self.session.half_open += 1
         conn: PeerConnection | None = None
+
+        def factory() -> PeerConnection:
+            made = PeerConnection(
+                peer_id=self.session.peer_id,
+                lookup=self.session.lookup_torrent,
+                outgoing_info_hash=self.info_hash,
+                encryption=policy,
+            )
+            # set before any byte arrives: on loopback the handshake reply can be handled
+            # before create_connection returns, and the peer would show up as "incoming"
+            made.state = source
+            return made
+
         try:
             _, connected = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: PeerConnection(
-                        peer_id=self.session.peer_id,
-                        lookup=self.session.lookup_torrent,
-                        outgoing_info_hash=self.info_hash,
-                    ),
-                    host,
-                    port,
-                ),
+                # uTP first when enabled, TCP alongside after a head start (net/utp_socket.py)
+                open_peer_connection(self.session.utp, factory, host, port, timeout),
                 timeout,
             )
             conn = connected
             self.session.half_open -= 1
-            conn.state = source
             await asyncio.wait_for(asyncio.shield(conn.handshake_done), HANDSHAKE_TIMEOUT)
         except (OSError, TimeoutError, ConnectionError) as exc:
             log.debug("%s: connect to %s:%d failed: %s", self.name, host, port, exc)
             if conn is None:
                 self.session.half_open -= 1
             else:
+                retry_plain = policy == "enabled" and conn.mse_pending
                 conn.close("handshake timeout")
+        except asyncio.CancelledError:  # torrent stopped: undo what the except above would
+            if conn is None:
+                self.session.half_open -= 1
+            else:
+                conn.close("torrent stopped")
+            raise
         finally:
-            self.connecting.discard((host, port))
+            if not retry_plain:
+                self.connecting.discard((host, port))
+        if retry_plain:
+            await self._connect(host, port, source, "disabled")
 
     # -- peers: PeerHandler -----------------------------------------------------------------
     def on_peer_connected(self, conn: PeerConnection) -> str | None:
@@ -430,8 +500,7 @@ class Torrent:
         assert remote is not None
         parts: list[bytes] = []
         if remote.supports_extended:
-            hs = ExtensionHandshake(
-                m={},
+            hs = self.extensions.handshake(
                 client=self.session.client_name,
                 listen_port=self.session.listen_port or None,
                 reqq=MAX_UPLOAD_QUEUE,
@@ -461,6 +530,7 @@ class Torrent:
         if ps is None:
             return
         self.picker.peer_lost(conn)
+        self.extensions.on_peer_closed(conn)
         ps.requests.clear()
         ps.upload_queue.clear()
         if ps.resume_timer is not None:
@@ -539,9 +609,13 @@ class Torrent:
             ps.extensions = hs
             if hs.client:
                 ps.client = hs.client[:64]
+            if hs.yourip is not None and len(hs.yourip) in (4, 16):
+                self.session.external_ip = ipaddress.ip_address(hs.yourip).compressed
             if hs.reqq:
                 ps.reqq = max(1, min(hs.reqq, 2000))
-        # extension messages (ut_metadata, ut_pex …) are dispatched here once implemented
+            self.extensions.on_handshake(ps.conn, hs)
+        else:
+            self.extensions.on_message(ps.conn, msg.ext_id, msg.payload)
 
     # -- peers: availability and interest --------------------------------------------------------
     def _on_have(self, ps: PeerState, index: int) -> None:
@@ -645,12 +719,31 @@ class Torrent:
             ops = self.peers.get(other)  # type: ignore[call-overload]
             if ops is not None and ops.requests.pop((req.piece, req.begin), None) is not None:
                 ops.conn.send(wire.encode_cancel(req.piece, req.begin, req.length))
-        self._inflight_writes[msg.index] = self._inflight_writes.get(msg.index, 0) + 1
-        self._spawn(self._write_block(msg.index, msg.begin, msg.data))
+        try:
+            crowded = self.storage.cache_block(msg.index, msg.begin, msg.data)
+        except StorageError as exc:
+            self.picker.piece_failed(msg.index)
+            self._fail(f"{exc} (torrent paused; resume to retry)")
+            return
+        if crowded and not self._relieving:
+            self._relieving = True
+            self._spawn(self._relieve_cache())
+        if self.picker.piece_complete(msg.index) and msg.index not in self._hashing:
+            self._hashing.add(msg.index)
+            self._spawn(self._verify(msg.index))
         self._throttle_download(ps, size)
-        self._fill_requests(ps)
+        ps.refill = True  # requests are topped up once per read, not once per block
+
+    def on_peer_batch_end(self, conn: PeerConnection) -> None:
+        """All messages of one read are handled: send the requests they made room for."""
+        ps = self.peers.get(conn)
+        if ps is not None and ps.refill:
+            ps.refill = False
+            self._fill_requests(ps)
 
     def _throttle_download(self, ps: PeerState, size: int) -> None:
+        if self.down_bucket.unlimited and self.session.down_bucket.unlimited:
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()  # the clock RateLimiter uses for the same buckets
         delay = max(
@@ -664,26 +757,21 @@ class Torrent:
                 ps.resume_timer.cancel()
             ps.resume_timer = loop.call_later(delay, ps.conn.resume_reading)
 
-    async def _write_block(self, piece: int, begin: int, data: bytes) -> None:
+    async def _relieve_cache(self) -> None:
+        """Write the oldest cached pieces out; one such task at a time."""
         try:
-            await self.storage.write_block(piece, begin, data)
+            await self.storage.relieve_pressure()
         except StorageError as exc:
-            self._inflight_writes[piece] -= 1
-            self.picker.piece_failed(piece)
             self._fail(f"{exc} (torrent paused; resume to retry)")
-            return
-        left = self._inflight_writes[piece] - 1
-        self._inflight_writes[piece] = left
-        if left == 0:
-            del self._inflight_writes[piece]
-            if self.picker.piece_complete(piece) and piece not in self._hashing:
-                self._hashing.add(piece)
-                await self._verify(piece)
+        finally:
+            self._relieving = False
 
     async def _verify(self, piece: int) -> None:
         try:
             ok = await self.storage.hash_piece(piece)
         except StorageError as exc:
+            # the piece stays complete-but-unverified otherwise, and is never hashed again
+            self.picker.piece_failed(piece)
             self._fail(f"{exc} (torrent paused; resume to retry)")
             return
         finally:
@@ -872,6 +960,7 @@ class Torrent:
         if now - self._last_rechoke >= self.choker.rechoke_interval:
             self._last_rechoke = now
             self._rechoke(now)
+        self.extensions.on_tick(now)
         self._connect_more()
 
     # -- status ---------------------------------------------------------------------------
@@ -891,8 +980,6 @@ class Torrent:
 
 
 def _compact_ip(host: str) -> bytes | None:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host).packed
     except ValueError:

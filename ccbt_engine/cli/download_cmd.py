@@ -120,7 +120,8 @@ async def _download(
     with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt instead
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with Session(settings, listen_port=port) as session:
+    # resume data lives in the state folder shared with the GUI; only this torrent is loaded
+    async with Session(settings, listen_port=port, persist=True, restore=False) as session:
         handle = await session.add_torrent(torrent_path, output, sequential=sequential)
         console.print(f"[bold]{handle.name}[/bold]  listening on port {session.listen_port}")
         for host, p in peers:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "create": "ccbt_engine.cli.create_cmd:create",
     "download": "ccbt_engine.cli.download_cmd:download",
     "seed": "ccbt_engine.cli.download_cmd:seed",
+    "magnet": "ccbt_engine.cli.magnet_cmd:magnet",
 }
 
 

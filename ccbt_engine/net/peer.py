@@ -13,7 +13,9 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from ccbt_engine.net.encrypted import EncryptionPolicy, StreamCrypto
 from ccbt_engine.protocol import wire
+from ccbt_engine.protocol.mse import MSEError, SkeyLookup
 from ccbt_engine.protocol.wire import ProtocolError, WireParser
 
 if TYPE_CHECKING:
@@ -33,6 +35,10 @@ class PeerHandler(Protocol):
         ...
 
     def on_peer_event(self, conn: PeerConnection, event: Event) -> None: ...
+
+    def on_peer_batch_end(self, conn: PeerConnection) -> None:
+        """Every event of one read has been delivered (batch work such as sending requests)."""
+        ...
 
     def on_peer_closed(self, conn: PeerConnection, reason: str) -> None: ...
 
@@ -57,8 +63,15 @@ class PeerConnection(asyncio.Protocol):
         lookup: TorrentLookup,
         outgoing_info_hash: bytes | None = None,
         admit: Callable[[str], str | None] | None = None,
+        encryption: EncryptionPolicy = "disabled",
+        skey_lookup: SkeyLookup | None = None,
     ) -> None:
         self.peer_id = peer_id
+        #: MSE/PE between the socket and the parser (see net/encrypted.py); incoming MSE
+        #: needs ``skey_lookup`` to find the torrent
+        self.crypto = StreamCrypto(
+            encryption, outgoing_skey=outgoing_info_hash, skey_lookup=skey_lookup
+        )
         self._lookup = lookup
         #: incoming only: host -> reason to refuse it before a byte is exchanged, or None
         self._admit = admit
@@ -103,12 +116,21 @@ class PeerConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=1024 * 1024, low=256 * 1024)
         if self.outgoing:
             assert self.info_hash is not None
-            transport.write(wire.encode_handshake(self.info_hash, self.peer_id))
+            transport.write(self.crypto.start(wire.encode_handshake(self.info_hash, self.peer_id)))
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         self.bytes_in += len(data)
+        try:
+            reply, data = self.crypto.receive(data)
+        except MSEError as exc:
+            self.close(f"encryption handshake failed: {exc}")
+            return
+        if reply and self.transport is not None:
+            self.transport.write(reply)
+        if not data:
+            return
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
@@ -129,6 +151,8 @@ class PeerConnection(asyncio.Protocol):
             except ProtocolError as exc:
                 self.close(f"protocol error: {exc}")
                 return
+        if self.handler is not None and not self.closed:
+            self.handler.on_peer_batch_end(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -165,12 +189,15 @@ class PeerConnection(asyncio.Protocol):
         if found is None:
             self.close("torrent no longer active")
             return False
+        if self.crypto.skey is not None and hs.info_hash != self.crypto.skey:
+            self.close("handshake infohash differs from the encrypted one")
+            return False
         handler, info_hash, num_pieces = found
         self.info_hash = info_hash
         self.remote = hs
         self.parser.set_num_pieces(num_pieces)
         if not self.outgoing and self.transport is not None:
-            self.transport.write(wire.encode_handshake(info_hash, self.peer_id))
+            self.transport.write(self.crypto.send(wire.encode_handshake(info_hash, self.peer_id)))
         refusal = handler.on_peer_connected(self)
         if refusal is not None:
             self.close(refusal)
@@ -184,11 +211,13 @@ class PeerConnection(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.bytes_out += len(data)
-            self.transport.write(data)
+            self.transport.write(self.crypto.send(data))
 
     def send_parts(self, parts: list[bytes | memoryview]) -> None:
         if self.transport is not None and not self.closed:
             self.bytes_out += sum(len(p) for p in parts)
+            if self.crypto.encrypted:
+                parts = [self.crypto.send(p) for p in parts]
             self.transport.writelines(parts)
 
     def pause_reading(self) -> None:
@@ -207,6 +236,16 @@ class PeerConnection(asyncio.Protocol):
         log.debug("closing %s:%d: %s", self.address[0], self.address[1], reason)
         if self.transport is not None:
             self.transport.close()
+
+    @property
+    def encrypted(self) -> bool:
+        """RC4 carries this connection's payload (MSE with plaintext selected is not)."""
+        return self.crypto.encrypted
+
+    @property
+    def mse_pending(self) -> bool:
+        """Still inside the MSE handshake: a failure now may be a refusal of encryption."""
+        return self.crypto.pending
 
     @property
     def address_text(self) -> str:

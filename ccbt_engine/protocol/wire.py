@@ -521,12 +521,12 @@ class WireParser:
     __slots__ = (
         "_buf",
         "_failed",
-        "bitfield_messages",
         "_handshake_pending",
         "_limits",
         "_max_len",
         "_num_pieces",
         "_offer_fast",
+        "bitfield_messages",
         "fast",
         "handshake",
         "max_block_len",
