@@ -2,7 +2,9 @@
 the toolbar, the clipboard or a drop, and creating new torrents.
 
 A mixin of :class:`ccbt_gui.main_window.MainWindow` so the window module stays about layout and
-state; everything here ends in ``EngineController.add_torrent`` or the honest magnet notice.
+state; everything here ends in ``EngineController.add_torrent`` or ``add_magnet``. A magnet from a
+drop or a second launch is added at once, to the folder the user last saved to (no dialog: the
+file list is unknown until the metadata arrives, so there is nothing to choose yet).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from ccbt_engine.config import Settings
 from ccbt_engine.metainfo import MetainfoError, load_torrent
 from ccbt_gui.controller import EngineController
 from ccbt_gui.dialogs.add_torrent import AddTorrentDialog
-from ccbt_gui.dialogs.magnet import MagnetInputDialog, show_magnet_notice
+from ccbt_gui.dialogs.magnet import (
+    MagnetInputDialog,
+    invalid_reason,
+    remembered_save_path,
+    show_invalid_magnet,
+)
 from ccbt_gui.state import gui_state
 
 if TYPE_CHECKING:  # the mixin is always combined with a QMainWindow
@@ -53,9 +60,9 @@ class AddingMixin(_Base):
         for item in items:
             if item.lower().startswith("magnet:"):
                 print(f"magnet received: {item}", flush=True)
-                box = show_magnet_notice(self, item)
-                self._open_dialogs.append(box)
-                box.finished.connect(lambda _r, b=box: self._open_dialogs.remove(b))
+                self.add_magnet_link(
+                    item, remembered_save_path(str(self.settings.disk.download_path))
+                )
             else:
                 print(f"torrent file received: {item}", flush=True)
                 self.open_add_dialog(Path(item.removeprefix("file://")))
@@ -108,18 +115,43 @@ class AddingMixin(_Base):
             st.setValue("add/last_open_dir", str(Path(paths[0]).parent))
             self.handle_items(paths)
 
-    def add_magnet(self) -> None:
+    def add_magnet_link(self, uri: str, save_path: str) -> None:
+        """Start fetching a magnet's metadata; an unusable link gets a warning instead."""
+        reason = invalid_reason(uri)
+        if reason is not None:
+            box = show_invalid_magnet(self, reason)
+            self._open_dialogs.append(box)
+            box.finished.connect(lambda _r, b=box: self._open_dialogs.remove(b))
+            return
+        if self.controller is None:
+            self.show_message("Cannot add the magnet link: the engine is not running")
+            return
+        controller = self.controller
+
+        async def add() -> None:
+            handle = await controller.add_magnet(uri, save_path or None)
+            # stdout, like "magnet received": the log a browser handoff can be checked with
+            print(f"magnet added: {handle.info_hash} ({handle.name})", flush=True)
+
+        controller.run(add(), "Adding magnet link")
+
+    def add_magnet(self) -> MagnetInputDialog:
         clip = QGuiApplication.clipboard().text() if QGuiApplication.clipboard() else ""
-        dialog = MagnetInputDialog(self, clip if clip.startswith("magnet:") else "")
+        default = remembered_save_path(str(self.settings.disk.download_path))
+        dialog = MagnetInputDialog(self, clip if clip.startswith("magnet:") else "", default)
         self._open_dialogs.append(dialog)
 
         def done(result: int) -> None:
             self._open_dialogs.remove(dialog)
-            if result == QDialog.DialogCode.Accepted:
-                self.handle_items(dialog.links())
+            if result != QDialog.DialogCode.Accepted:
+                return
+            self.itemsReceived.emit(dialog.links())
+            for link in dialog.links():
+                self.add_magnet_link(link, dialog.save_path.text().strip())
 
         dialog.finished.connect(done)
         dialog.open()
+        return dialog
 
     def create_torrent(self) -> None:
         from ccbt_gui.dialogs.create_torrent import CreateTorrentDialog

@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from ccbt_engine import events as ev
-from ccbt_engine.api import Session, SessionError, TorrentHandle, TorrentStatus
+from ccbt_engine.api import Session, SessionError, TorrentHandle, TorrentStatus, TrackerStatus
 from ccbt_engine.config import LiveSettings, Settings
 from ccbt_engine.metainfo import Metainfo
 
@@ -47,9 +47,8 @@ class EngineController(QObject):
         self._snap_task: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: trackers from the .torrent files added through this GUI (the facade has no tracker
-        #: state yet, so this is all the Trackers tab can honestly show)
-        self.known_trackers: dict[str, tuple[tuple[str, ...], ...]] = {}
+        #: the latest ``Session.apply_settings`` run (tests and the window await it)
+        self.applying: asyncio.Task[Any] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -98,12 +97,25 @@ class EngineController(QObject):
             await session.stop()
 
     def set_settings(self, settings: Settings) -> dict[str, tuple[object, object]]:
-        """Apply what can change live (global limits, snapshot interval); returns the changes.
+        """Apply new settings; returns the changed keys at once.
 
-        The facade has no ``Session.apply_settings`` yet, so keys other than these take effect
-        at the next start; the caller tells the user which.
+        GUI-side keys (snapshot interval, alternative limits) apply immediately through
+        :attr:`live`; the engine gets the whole set through ``Session.apply_settings`` in a
+        background task (:attr:`applying`), since restarting listeners or the DHT is async and a
+        click handler must not wait for it. A failure (say, a busy port) becomes a message.
         """
-        return self.live.apply(settings)
+        changes = self.live.apply(settings)
+        if changes and self.session is not None:
+            self.applying = self.run(self._apply_to_session(settings), "Applying settings")
+        return changes
+
+    async def _apply_to_session(self, settings: Settings) -> dict[str, tuple[object, object]]:
+        assert self.session is not None
+        changes = await self.session.apply_settings(settings)
+        # the engine knows only the global limits; the alternative ones are a GUI switch
+        if self.settings.limits.alt_enabled and any(k.startswith("limits.") for k in changes):
+            self.apply_limits()
+        return changes
 
     def apply_limits(self) -> None:
         if self.session is None:
@@ -177,15 +189,25 @@ class EngineController(QObject):
     ) -> TorrentHandle:
         if self.session is None:
             raise SessionError("the engine is not running")
-        handle = await self.session.add_torrent(
+        return await self.session.add_torrent(
             metainfo,
             save_path,
             paused=paused,
             file_priorities=file_priorities,
             sequential=sequential,
         )
-        self.known_trackers[handle.info_hash] = metainfo.trackers
-        return handle
+
+    async def add_magnet(
+        self, uri: str, save_path: str | Path | None = None, *, paused: bool = False
+    ) -> TorrentHandle:
+        """Add a magnet link; its row shows state "metadata" until the info dict arrives."""
+        if self.session is None:
+            raise SessionError("the engine is not running")
+        return await self.session.add_magnet(uri, save_path, paused=paused)
+
+    def trackers(self, info_hash: str) -> list[TrackerStatus]:
+        handle = self.handle(info_hash)
+        return [] if handle is None else handle.trackers()
 
     def pause(self, hashes: Sequence[str]) -> None:
         for h in self._handles(hashes):

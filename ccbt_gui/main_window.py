@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from ccbt_engine import CLIENT_NAME
 from ccbt_engine import events as ev
-from ccbt_engine.api import TorrentStatus
+from ccbt_engine.api import SessionError, TorrentStatus, TrackerStatus
 from ccbt_engine.config import (
     ConfigError,
     Settings,
@@ -54,10 +54,14 @@ from ccbt_engine.config import (
 from ccbt_gui import formatting as fmt
 from ccbt_gui.adding import AddingMixin
 from ccbt_gui.controller import EngineController
-from ccbt_gui.dialogs.torrent_options import RateLimitDialog, RemoveDialog, magnet_link
+from ccbt_gui.dialogs.torrent_options import (
+    RateLimitDialog,
+    RemoveDialog,
+    magnet_link,
+    pending_magnet_link,
+)
 from ccbt_gui.icons import app_icon
 from ccbt_gui.models.torrents import HASH_ROLE, Column, TorrentFilterProxy, TorrentTableModel
-from ccbt_gui.models.trackers import TrackerRow, rows_from_tiers
 from ccbt_gui.state import gui_state
 from ccbt_gui.tray import Tray
 from ccbt_gui.widgets.delegates import ColoredTextDelegate, ProgressDelegate
@@ -142,7 +146,7 @@ class MainWindow(AddingMixin, QMainWindow):
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._column_menu)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        widths = {Column.NAME: 270, Column.SIZE: 80, Column.PROGRESS: 115, Column.STATUS: 95}
+        widths = {Column.NAME: 250, Column.SIZE: 80, Column.PROGRESS: 115, Column.STATUS: 145}
         widths |= {Column.DOWN: 85, Column.UP: 85, Column.ETA: 70, Column.ADDED: 125}
         widths |= {Column.SEEDS: 55, Column.PEERS: 55, Column.RATIO: 55}
         for col, width in widths.items():
@@ -353,10 +357,8 @@ class MainWindow(AddingMixin, QMainWindow):
     def _handle(self, info_hash: str) -> HandleLike | None:
         return None if self.controller is None else self.controller.handle(info_hash)
 
-    def _tracker_rows(self, info_hash: str) -> list[TrackerRow]:
-        if self.controller is None:
-            return []
-        return rows_from_tiers(self.controller.known_trackers.get(info_hash, ()))
+    def _tracker_rows(self, info_hash: str) -> list[TrackerStatus]:
+        return [] if self.controller is None else self.controller.trackers(info_hash)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():
@@ -433,8 +435,13 @@ class MainWindow(AddingMixin, QMainWindow):
         links = []
         for h in self.selected_hashes():
             handle = self.controller.handle(h) if self.controller is not None else None
-            if handle is not None:
+            if handle is None:
+                continue
+            try:
                 links.append(magnet_link(handle.info))
+            except SessionError:  # a magnet still fetching its metadata: no info dict yet
+                urls = [t.url for t in sorted(handle.trackers(), key=lambda t: t.tier)]
+                links.append(pending_magnet_link(handle.status(), urls))
         text = "\n".join(links)
         if text:
             QGuiApplication.clipboard().setText(text)
@@ -517,7 +524,9 @@ class MainWindow(AddingMixin, QMainWindow):
         self.show_message("Alternative speed limits " + ("on" if enabled else "off"))
 
     def apply_settings(self, settings: Settings, changes: dict[str, object]) -> None:
-        """After the settings dialog: apply what can be applied live, say what cannot."""
+        """After the settings dialog: apply to the running engine (``Session.apply_settings``),
+        say what only affects torrents added later. An engine failure (a busy port) arrives as a
+        status-bar message from the controller."""
         self.settings = settings
         self.tray.set_alt_speed(settings.limits.alt_enabled)
         if self.controller is not None:
@@ -529,10 +538,14 @@ class MainWindow(AddingMixin, QMainWindow):
             if isinstance(app, QApplication):
                 mode = apply_theme(app, settings.ui.theme)
                 self.details.speed.set_colors(*chart_colors(mode))
-        live = {k for k in changes if k.startswith(("limits.", "ui."))}
-        later = sorted(set(changes) - live)
+        # Session.apply_settings applies everything live; disk settings (preallocation, file
+        # handles, where state lives) are read when a torrent is added, so say so
+        later = sorted(k for k in changes if k.startswith("disk."))
         if later:
-            self.show_message("Saved. Takes effect after a restart: " + ", ".join(later), 15000)
+            self.show_message(
+                "Saved and applied. Applies to torrents added from now on: " + ", ".join(later),
+                15000,
+            )
         elif changes:
             self.show_message("Settings saved and applied")
 

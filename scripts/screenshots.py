@@ -26,11 +26,10 @@ os.environ["CCBT_CONFIG_DIR"] = _CONFIG_DIR.name
 
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-from ccbt_engine.api import FileStatus, PeerStatus, TorrentStatus  # noqa: E402
+from ccbt_engine.api import FileStatus, PeerStatus, TorrentStatus, TrackerStatus  # noqa: E402
 from ccbt_engine.config import Settings  # noqa: E402
 from ccbt_gui.dialogs.settings import SettingsDialog  # noqa: E402
 from ccbt_gui.main_window import MainWindow  # noqa: E402
-from ccbt_gui.models.trackers import TrackerRow  # noqa: E402
 from ccbt_gui.theme import apply_theme, chart_colors  # noqa: E402
 from ccbt_gui.widgets.charts import RateHistory  # noqa: E402
 from ccbt_gui.widgets.details import DetailsPane  # noqa: E402
@@ -53,6 +52,7 @@ def _status(
         wanted_size=size,
         wanted_done=done,
         total_size=size,
+        selected_size=size,
         download_rate=down,
         upload_rate=0.0,
         num_peers=0,
@@ -146,6 +146,19 @@ def demo_statuses() -> list[TorrentStatus]:
             num_peers=3,
             num_seeds=0,
         ),
+        _status(  # a magnet link still fetching its info dict from peers
+            9,
+            "Linux Mint 22.2 Cinnamon",
+            0,
+            "metadata",
+            0.0,
+            selected_size=0,
+            num_pieces=0,
+            piece_length=0,
+            pieces_have=0,
+            checking_progress=0.4,
+            num_peers=2,
+        ),
     ]
 
 
@@ -165,10 +178,13 @@ class DemoHandle:
             "README.txt",
         ]
         sizes = [rng.randint(2, 60) * MIB for _ in names]
+        done = [min(s, int(s * status.progress * rng.uniform(0.6, 1.6))) for s in sizes]
         self._files = [
-            FileStatus(i, f"{status.name}/{n}", s, 4 if i != 3 else 0, False)
-            for i, (n, s) in enumerate(zip(names, sizes, strict=True))
+            FileStatus(i, f"{status.name}/{n}", s, 4 if i != 3 else 0, False, d)
+            for i, (n, s, d) in enumerate(zip(names, sizes, done, strict=True))
         ]
+        if status.state == "metadata":
+            self._files = []  # no file list before the metadata arrives
         n = status.num_pieces
         have = [rng.random() < status.progress * (1.3 if k < n // 2 else 0.7) for k in range(n)]
         self._bits = bytes(
@@ -227,8 +243,28 @@ def build_window(theme: str) -> MainWindow:
     window.details._handles = handles.get
     window.details._trackers = lambda h: (
         [
-            TrackerRow(0, "udp://tracker.example.org:6969/announce"),
-            TrackerRow(1, "https://tracker.example.net/announce"),
+            TrackerStatus(
+                "udp://tracker.example.org:6969/announce",
+                0,
+                "working",
+                "",
+                NOW - 600,
+                NOW + 1200,
+                412,
+                57,
+                9180,
+            ),
+            TrackerStatus(
+                "https://tracker.example.net/announce",
+                1,
+                "error",
+                "connection timed out",
+                NOW - 300,
+                NOW + 900,
+                None,
+                None,
+                None,
+            ),
         ]
         if h == statuses[0].info_hash
         else []

@@ -91,6 +91,7 @@ class AddTorrentDialog(QDialog):
         self.tree.setItemDelegateForColumn(FileColumn.PRIORITY, PriorityDelegate(self))
         self.tree.setEditTriggers(QAbstractItemView.EditTrigger.AllEditTriggers)
         size_file_columns(self.tree)
+        self.tree.setColumnHidden(FileColumn.PROGRESS, True)  # nothing downloaded yet
         self.tree.expandToDepth(1)
         layout.addWidget(self.tree, 1)
         self.paused = QCheckBox("Start paused (don't start the download)")

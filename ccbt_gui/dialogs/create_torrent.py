@@ -1,7 +1,7 @@
 """Create a .torrent from a file or folder (hashing runs on a worker thread, with progress).
 
-Uses ``ccbt_engine.create.create_torrent_async``: creating a torrent is a pure function of the
-files on disk, not session state, so it is not part of the Session facade.
+Uses ``ccbt_engine.api.create_torrent_async``: creating a torrent is a pure function of the
+files on disk, not session state, so it is a function next to the Session facade.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ccbt_engine.create import CreateError, create_torrent_async
+from ccbt_engine.api import CreateError, create_torrent_async
 
 _PIECE_SIZES = [0] + [1 << n for n in range(14, 25)]  # auto, 16 KiB .. 16 MiB
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ccbt_engine.api import TorrentStatus
 from ccbt_engine.magnet import Magnet
 from ccbt_engine.metainfo import TorrentInfo
 
@@ -77,5 +78,20 @@ def magnet_link(info: TorrentInfo) -> str:
         info_hash_v1=info.info_hash if info.has_v1 else None,
         info_hash_v2=info.info_hash_v2,
         display_name=info.name,
+    )
+    return magnet.to_uri()
+
+
+def pending_magnet_link(s: TorrentStatus, trackers: Sequence[str] = ()) -> str:
+    """The magnet link of a torrent still fetching its metadata (no info dict to read yet):
+    its hashes, name and trackers, which is all the original link could have said that matters
+    to someone else (a v2-only magnet's ``info_hash`` is its v2 hash truncated, BEP 52)."""
+    v2 = bytes.fromhex(s.info_hash_v2) if s.info_hash_v2 else None
+    v1 = bytes.fromhex(s.info_hash)
+    magnet = Magnet(
+        info_hash_v1=None if v2 is not None and v2[:20] == v1 else v1,
+        info_hash_v2=v2,
+        display_name=s.name,
+        trackers=list(trackers),
     )
     return magnet.to_uri()

@@ -2,7 +2,9 @@
 
 Used by the Files tab (edits go to ``TorrentHandle.set_file_priorities`` through the
 ``prioritiesChanged`` signal) and by the add-torrent dialog (edits become the ``file_priorities``
-of ``Session.add_torrent``). Pad files (BEP 47) are never shown; they keep their priority.
+of ``Session.add_torrent``; it hides the Progress column). Pad files (BEP 47) are never shown;
+they keep their priority. Progress is ``FileStatus.done`` (bytes covered by verified pieces), and
+a folder's progress is its files' done bytes over their sizes, as qBittorrent shows it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelInde
 
 from ccbt_engine.api import FileStatus
 from ccbt_gui import formatting as fmt
+from ccbt_gui.models.torrents import PROGRESS_ROLE
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -44,10 +47,11 @@ def priority_label(priority: int) -> str:
 class FileColumn(enum.IntEnum):
     NAME = 0
     SIZE = 1
-    PRIORITY = 2
+    PROGRESS = 2
+    PRIORITY = 3
 
 
-_HEADERS = ("Name", "Size", "Priority")
+_HEADERS = ("Name", "Size", "Progress", "Priority")
 
 
 @dataclass(eq=False)
@@ -58,7 +62,13 @@ class _Node:
     file_index: int | None = None
     size: int = 0
     priority: int = NORMAL
+    #: bytes verified (files); folders sum their children
+    done: int = 0
     children: list[_Node] = field(default_factory=list)
+
+    def progress(self) -> float:
+        """Done share (an empty file counts as complete)."""
+        return 1.0 if self.size <= 0 else self.done / self.size
 
     def row(self) -> int:
         return 0 if self.parent is None else self.parent.children.index(self)
@@ -102,29 +112,40 @@ class FileTreeModel(QAbstractItemModel):
                     parent.children.append(node)
                     folders[key] = node
                 parent = node
-            leaf = _Node(parts[-1] if parts else f.path, parent, f.index, f.size, f.priority)
+            name = parts[-1] if parts else f.path
+            leaf = _Node(name, parent, f.index, f.size, f.priority, min(f.done, f.size))
             parent.children.append(leaf)
             self._by_index[f.index] = leaf
         self._sum_sizes(self._root)
         self.endResetModel()
 
-    def update_priorities(self, files: Sequence[FileStatus]) -> None:
-        """Refresh priorities from the engine without rebuilding (keeps expansion state)."""
+    def update_files(self, files: Sequence[FileStatus]) -> None:
+        """Refresh priorities and progress from the engine without rebuilding (keeps the
+        expansion state and an open priority editor)."""
         changed = False
         for f in files:
             node = self._by_index.get(f.index)
             if f.index < len(self._priorities):
                 self._priorities[f.index] = f.priority
-            if node is not None and node.priority != f.priority:
+            done = min(f.done, f.size)
+            if node is not None and (node.priority != f.priority or node.done != done):
                 node.priority = f.priority
+                node.done = done
                 changed = True
         if changed:
+            self._sum_done(self._root)
             self._emit_all(self._root)
 
     def _sum_sizes(self, node: _Node) -> int:
         if node.file_index is None:
             node.size = sum(self._sum_sizes(c) for c in node.children)
+            node.done = sum(c.done for c in node.children)
         return node.size
+
+    def _sum_done(self, node: _Node) -> int:
+        if node.file_index is None:
+            node.done = sum(self._sum_done(c) for c in node.children)
+        return node.done
 
     def priorities(self) -> list[int]:
         return list(self._priorities)
@@ -194,7 +215,11 @@ class FileTreeModel(QAbstractItemModel):
                 return node.name
             if col == FileColumn.SIZE:
                 return fmt.size(node.size)
+            if col == FileColumn.PROGRESS:
+                return fmt.percent(node.progress())
             return self._priority_text(node)
+        if role == PROGRESS_ROLE and col == FileColumn.PROGRESS:
+            return node.progress()
         if role == Qt.ItemDataRole.EditRole and col == FileColumn.PRIORITY:
             return self._priority_value(node)
         if role == Qt.ItemDataRole.CheckStateRole and col == FileColumn.NAME:

@@ -101,13 +101,20 @@ def is_complete(s: TorrentStatus) -> bool:
     return s.wanted_size > 0 and s.wanted_done >= s.wanted_size
 
 
-def selected_size(s: TorrentStatus) -> int:
-    """Bytes the user chose to download, as the Size column shows it.
+#: a magnet whose info dict is still being fetched from peers (BEP 9)
+METADATA = "metadata"
 
-    ``wanted_size`` counts whole pieces (pad files and pieces shared with skipped files
-    included), so with everything selected it can exceed the files' own total; cap it there.
-    """
-    return min(s.wanted_size, s.total_size)
+
+def selected_size(s: TorrentStatus) -> int:
+    """Bytes the user chose to download, as the Size column shows it: the selected files
+    (pad files excluded). Before a magnet's metadata arrives there are no files; its ``xl``
+    length, if the link gave one, is the best guess (``total_size``, 0 when unknown)."""
+    return s.total_size if s.state == METADATA else s.selected_size
+
+
+def shown_progress(s: TorrentStatus) -> float:
+    """What the progress bar shows: the data, or the recheck / metadata fetch in progress."""
+    return s.checking_progress if s.state in ("checking", METADATA) else s.progress
 
 
 def status_text(s: TorrentStatus) -> str:
@@ -117,6 +124,8 @@ def status_text(s: TorrentStatus) -> str:
         return "Errored"
     if state == "checking":
         return "Checking"
+    if state == METADATA:
+        return "Downloading metadata"
     if state == "paused":
         return "Completed" if is_complete(s) else "Paused"
     if state == "seeding":
@@ -132,6 +141,7 @@ _PAUSED, _ACTIVE, _ERRORED = int(Category.PAUSED), int(Category.ACTIVE), int(Cat
 _STATE_CATEGORY = {
     "downloading": _DOWNLOADING,
     "checking": _DOWNLOADING,
+    METADATA: _DOWNLOADING,
     "seeding": _SEEDING,
     "paused": _PAUSED,
     "error": _ERRORED,
@@ -154,7 +164,7 @@ def categories(s: TorrentStatus) -> int:
 # is a derived value appended to the key so "Downloading"→"Downloading" at a new rate is no change.
 _FIELDS = (
     "name",
-    "wanted_size",
+    "selected_size",
     "progress",
     "checking_progress",
     "state",
@@ -167,6 +177,8 @@ _FIELDS = (
     "added_time",
     "error",
     "wanted_done",
+    "wanted_size",
+    "total_size",
 )
 _FIELD_COLUMNS: tuple[tuple[Column, ...], ...] = (
     (Column.NAME,),
@@ -183,6 +195,8 @@ _FIELD_COLUMNS: tuple[tuple[Column, ...], ...] = (
     (Column.ADDED,),
     (),  # error: Status column and sidebar only
     (),  # wanted_done: "Completed" only
+    (),  # wanted_size: "Completed" only
+    (Column.SIZE,),  # total_size: a magnet's size before its metadata
 )
 _KEY_FIELDS = attrgetter(*_FIELDS)
 _HASH = attrgetter("info_hash")
@@ -203,7 +217,7 @@ def _sort_key(column: Column) -> Callable[[TorrentStatus], Any]:
     if column == Column.ETA:
         return lambda s: math.inf if s.eta is None else s.eta
     if column == Column.PROGRESS:
-        return lambda s: (s.progress, s.name.casefold())
+        return lambda s: (shown_progress(s), s.name.casefold())
     if column == Column.SIZE:
         return selected_size
     return attrgetter(
@@ -232,6 +246,7 @@ def _runs(columns: Iterable[int]) -> tuple[tuple[int, int], ...]:
 #: mid-tone colours that read on both light and dark themes (None = the theme's text colour)
 _STATUS_COLORS = {
     "Downloading": QColor("#2e86de"),
+    "Downloading metadata": QColor("#2e86de"),
     "Seeding": QColor("#27ae60"),
     "Errored": QColor("#e74c3c"),
     "Checking": QColor("#d68910"),
@@ -284,7 +299,7 @@ class TorrentTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(s, col)
         if role == PROGRESS_ROLE:
-            return s.checking_progress if s.state == "checking" else s.progress
+            return shown_progress(s)
         if role == STATUS_ROLE:
             return s
         if role == HASH_ROLE:
@@ -302,10 +317,10 @@ class TorrentTableModel(QAbstractTableModel):
         if col == Column.NAME:
             return s.name
         if col == Column.SIZE:
-            return fmt.size(selected_size(s))
+            size = selected_size(s)
+            return "" if size == 0 and s.state == METADATA else fmt.size(size)
         if col == Column.PROGRESS:
-            p = s.checking_progress if s.state == "checking" else s.progress
-            return fmt.percent(p)
+            return fmt.percent(shown_progress(s))
         if col == Column.STATUS:
             return status_text(s)
         if col == Column.DOWN:

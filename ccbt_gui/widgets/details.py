@@ -26,14 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ccbt_engine.api import FileStatus, PeerStatus, TorrentStatus
+from ccbt_engine.api import FileStatus, PeerStatus, TorrentStatus, TrackerStatus
 from ccbt_gui import formatting as fmt
 from ccbt_gui.models.files import FileColumn, FileTreeModel
 from ccbt_gui.models.peers import PeerTableModel
 from ccbt_gui.models.torrents import selected_size, status_text
-from ccbt_gui.models.trackers import TrackerRow, TrackerTableModel
+from ccbt_gui.models.trackers import TrackerTableModel
 from ccbt_gui.widgets.charts import RateHistory, SpeedCharts
-from ccbt_gui.widgets.delegates import PriorityDelegate
+from ccbt_gui.widgets.delegates import PriorityDelegate, ProgressDelegate
 from ccbt_gui.widgets.pieces_bar import PiecesBar
 
 
@@ -49,7 +49,7 @@ class HandleLike(Protocol):
 
 
 HandleLookup = Callable[[str], HandleLike | None]
-TrackerLookup = Callable[[str], list[TrackerRow]]
+TrackerLookup = Callable[[str], list[TrackerStatus]]
 
 
 def _empty_state(view: QWidget, text: str) -> tuple[QWidget, QLabel]:
@@ -147,7 +147,7 @@ class DetailsPane(QTabWidget):
         self.tracker_model = TrackerTableModel(self)
         view = self._table(self.tracker_model)
         header = view.horizontalHeader()
-        for col, width in ((0, 50), (1, 380), (2, 260)):
+        for col, width in enumerate((45, 320, 110, 60, 60, 105, 115)):
             header.resizeSection(col, width)
         page, self._trackers_empty = _empty_state(view, "")
         self._trackers_stack = page.layout()
@@ -172,6 +172,7 @@ class DetailsPane(QTabWidget):
         self.files_view = QTreeView()
         self.files_view.setModel(self.file_model)
         self.files_view.setItemDelegateForColumn(FileColumn.PRIORITY, PriorityDelegate(self))
+        self.files_view.setItemDelegateForColumn(FileColumn.PROGRESS, ProgressDelegate(self))
         self.files_view.setEditTriggers(
             QAbstractItemView.EditTrigger.DoubleClicked
             | QAbstractItemView.EditTrigger.SelectedClicked
@@ -180,7 +181,9 @@ class DetailsPane(QTabWidget):
         size_file_columns(self.files_view)
         self.file_model.prioritiesChanged.connect(self._send_priorities)
         self._files_hash: str | None = None
-        self.addTab(self.files_view, "Files")
+        page, self._files_empty = _empty_state(self.files_view, "")
+        self._files_stack = page.layout()
+        self.addTab(page, "Files")
 
     def _build_pieces(self) -> None:
         page = QWidget()
@@ -228,6 +231,7 @@ class DetailsPane(QTabWidget):
             self._pieces_label.setText("")
             self._set_empty(self._trackers_stack, self._trackers_empty, "No torrent selected")
             self._set_empty(self._peers_stack, self._peers_empty, "No torrent selected")
+            self._set_empty(self._files_stack, self._files_empty, "No torrent selected")
             self.speed.show_history(None, self.session_history)
             return
         self.refresh(status)
@@ -262,23 +266,14 @@ class DetailsPane(QTabWidget):
             self._set_empty(
                 self._trackers_stack,
                 self._trackers_empty,
-                ""
-                if rows
-                else "No trackers: this torrent has none the engine reports "
-                "(tracker status is not exposed by the engine yet)",
+                "" if rows else "No trackers: peers come from DHT, PEX and manual connections",
             )
         elif tab == self.PEERS:
             peers = handle.peers() if handle is not None else []
             self.peer_model.set_peers(peers)
             self._set_empty(self._peers_stack, self._peers_empty, "" if peers else "No peers")
         elif tab == self.FILES and handle is not None:
-            files = handle.files()
-            if self._files_hash != s.info_hash:
-                self.file_model.set_files(files)
-                self.files_view.expandToDepth(1)
-                self._files_hash = s.info_hash
-            else:
-                self.file_model.update_priorities(files)
+            self._fill_files(s, handle)
         elif tab == self.PIECES:
             if handle is not None:
                 self.pieces_bar.set_pieces(handle.pieces(), s.num_pieces)
@@ -320,6 +315,24 @@ class DetailsPane(QTabWidget):
         f["added"].setText(fmt.timestamp(s.added_time))
         f["sequential"].setText("yes" if s.sequential else "no")
 
+    def _fill_files(self, s: TorrentStatus, handle: HandleLike) -> None:
+        """The file tree; a magnet has no file list until its metadata arrived."""
+        files = handle.files()
+        if not files:
+            self.file_model.set_files([])
+            self._files_hash = None
+            waiting = s.state == "metadata"
+            text = "Waiting for metadata: the file list comes from peers" if waiting else ""
+            self._set_empty(self._files_stack, self._files_empty, text or "No files")
+            return
+        self._set_empty(self._files_stack, self._files_empty, "")
+        if self._files_hash != s.info_hash:
+            self.file_model.set_files(files)
+            self.files_view.expandToDepth(1)
+            self._files_hash = s.info_hash
+        else:
+            self.file_model.update_files(files)
+
     def _send_priorities(self, priorities: list[int]) -> None:
         if self._status is None:
             return
@@ -329,11 +342,12 @@ class DetailsPane(QTabWidget):
 
 
 def size_file_columns(view: QTreeView) -> None:
-    """Name takes the spare width; size and priority fit their longest values."""
+    """Name takes the spare width; the other columns fit their longest values."""
     header = view.header()
     header.setStretchLastSection(False)
     header.setSectionResizeMode(FileColumn.NAME, QHeaderView.ResizeMode.Stretch)
     header.resizeSection(FileColumn.SIZE, 100)
+    header.resizeSection(FileColumn.PROGRESS, 110)
     header.resizeSection(FileColumn.PRIORITY, 150)
 
 

@@ -17,11 +17,15 @@ T = TypeVar("T")
 
 @pytest.fixture(autouse=True)
 def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """No test reads or writes the real ~/.config (settings, gui-state.ini) or binds 0.0.0.0."""
+    """No test reads or writes the real ~/.config (settings, gui-state.ini), binds 0.0.0.0 or
+    talks to anything beyond loopback."""
     cfg = tmp_path / "config"
     cfg.mkdir()
     monkeypatch.setenv("CCBT_CONFIG_DIR", str(cfg))
     monkeypatch.setenv("CCBT_NETWORK_LISTEN_INTERFACES", "127.0.0.1")
+    # loopback only: no DHT bootstrap, LSD multicast or router port mapping from GUI tests
+    for key in ("ENABLE_DHT", "ENABLE_LSD", "ENABLE_UPNP", "ENABLE_NATPMP"):
+        monkeypatch.setenv(f"CCBT_NETWORK_{key}", "false")
     monkeypatch.setenv("CCBT_GUI_SERVER_NAME", f"ccbt-test-{tmp_path.name}")
     monkeypatch.setenv("CCBT_STATE_DIR", str(tmp_path / "state"))  # no torrents from other tests
     yield cfg
@@ -39,6 +43,7 @@ def make_status(i: int = 0, **changes: Any) -> TorrentStatus:
         wanted_size=size,
         wanted_done=0,
         total_size=size,
+        selected_size=size,
         download_rate=0.0,
         upload_rate=0.0,
         num_peers=0,

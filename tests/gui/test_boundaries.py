@@ -7,8 +7,7 @@ from pathlib import Path
 
 import ccbt_gui
 
-#: public engine surface the GUI may use; ``create`` is a pure file->bytes function used by the
-#: Create-torrent dialog (not session state, so it is not part of the Session facade)
+#: public engine surface the GUI may use (torrent creation is re-exported by ``api``)
 ALLOWED = {
     "ccbt_engine",
     "ccbt_engine.api",
@@ -16,7 +15,6 @@ ALLOWED = {
     "ccbt_engine.config",
     "ccbt_engine.magnet",
     "ccbt_engine.metainfo",
-    "ccbt_engine.create",
 }
 
 

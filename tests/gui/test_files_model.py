@@ -62,9 +62,11 @@ def test_tree_edits_call_set_file_priorities_on_a_real_torrent(
             # the engine's wanted size follows (whole pieces: cd1 alone fills pieces 0-3)
             status = handle.status()
             assert status.wanted_size == status.total_size
+            assert status.selected_size == 75_000
             model.setData(cd1, Qt.CheckState.Unchecked.value, Qt.ItemDataRole.CheckStateRole)
             assert handle.files()[by_path["album/cd1/b.bin"]].priority == SKIP
             assert handle.status().wanted_size < status.total_size
+            assert handle.status().selected_size == 5_000 == model.selected_size()  # notes.txt
             # re-checking a folder restores Normal, not the old High
             model.setData(cd1, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)
             assert handle.files()[by_path["album/cd1/a.bin"]].priority == NORMAL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ccbt_gui.dialogs.add_torrent import AddTorrentDialog
 from ccbt_gui.dialogs.torrent_options import RateLimitDialog, RemoveDialog
 from ccbt_gui.main_window import MainWindow
 from ccbt_gui.models.torrents import Category, Column
+from tests.interop.refpeers import free_port
 
 
 async def _until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -115,8 +117,6 @@ def test_torrent_lifecycle_through_the_window(
 
 
 def test_busy_port_falls_back_to_random(qtbot: Any, run_async: Any) -> None:
-    import socket
-
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
@@ -166,15 +166,38 @@ def test_settings_apply_live_to_the_session(qtbot: Any, run_async: Any) -> None:
             assert set(changes) == {"limits.global_down_kib", "ui.snapshot_interval_ms"}
             assert limits == [(100 * 1024, 0)]
             assert controller._snap_task is not task  # the stream restarted at the new rate
+            assert controller.applying is not None
+            await controller.applying  # Session.apply_settings got the whole set
+            assert session.settings.limits.global_down_kib == 100
             controller.set_settings(
                 update_settings(controller.settings, {"limits.alt_enabled": True})
             )
-            assert limits[-1] == (1024 * 1024, 256 * 1024)  # the alternative limits' defaults
-            # a key that needs a restart is recorded but changes nothing live
+            await controller.applying
+            # the alternative limits' defaults, still in force after the engine applied the set
+            assert limits[-1] == (1024 * 1024, 256 * 1024)
+            assert session._core.down_bucket.rate == 1024 * 1024
+            # engine keys apply live too: peer limits, and the listen port (listeners restart)
+            port = free_port()
             controller.set_settings(
-                update_settings(controller.settings, {"network.max_half_open": 7})
+                update_settings(
+                    controller.settings, {"network.max_half_open": 7, "network.listen_port": port}
+                )
             )
-            assert len(limits) == 2
+            await controller.applying
+            assert session.settings.network.max_half_open == 7
+            assert session.listen_port == port
+            # a failure (the port is taken) becomes a status-bar message, not an exception
+            messages: list[str] = []
+            controller.message.connect(messages.append)
+            with socket.socket() as blocker:
+                blocker.bind(("127.0.0.1", 0))
+                blocker.listen()
+                busy = blocker.getsockname()[1]
+                controller.set_settings(
+                    update_settings(controller.settings, {"network.listen_port": busy})
+                )
+                await asyncio.gather(controller.applying, return_exceptions=True)
+            assert messages and messages[-1].startswith("Applying settings failed")
         finally:
             await controller.stop()
 

@@ -101,4 +101,11 @@ def test_main_window_applies_limits_live(qtbot: Any, tmp_path: Path) -> None:
     dialog.fields["network.max_global_peers"].set_text("300")
     dialog.accept()
     assert window.settings.limits.global_down_kib == 256
-    assert "network.max_global_peers" in window.statusBar().currentMessage()
+    assert window.statusBar().currentMessage() == "Settings saved and applied"
+    # disk settings are read when a torrent is added: the message says so
+    dialog = window.open_settings()
+    assert isinstance(dialog, SettingsDialog)
+    dialog.fields["disk.download_path"].set_text(str(tmp_path / "elsewhere"))
+    dialog.accept()
+    message = window.statusBar().currentMessage()
+    assert "torrents added from now on" in message and "disk.download_path" in message

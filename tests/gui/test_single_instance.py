@@ -75,6 +75,13 @@ def test_second_launch_hands_magnet_to_first(tmp_path: Path) -> None:
         assert "handed over to the running instance" in second.stdout
         assert "main window shown" not in second.stdout  # it never opened a window
         _wait_for(first.stdout, f"magnet received: {MAGNET}", 15, out)
+        # ...and really added it (the engine fetches metadata; the tracker is loopback)
+        _wait_for(
+            first.stdout,
+            "magnet added: 0123456789abcdef0123456789abcdef01234567 (Test Album)",
+            15,
+            out,
+        )
         first.send_signal(signal.SIGTERM)
         rest, err = first.communicate(timeout=30)
         assert first.returncode == 0, err

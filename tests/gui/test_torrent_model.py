@@ -6,8 +6,10 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt
 
+from ccbt_gui import formatting as fmt
 from ccbt_gui.models.torrents import (
     HASH_ROLE,
+    PROGRESS_ROLE,
     Category,
     Column,
     TorrentFilterProxy,
@@ -169,3 +171,39 @@ def test_status_text_words() -> None:
     assert status_text(changed(s, state="paused", wanted_done=s.wanted_size)) == "Completed"
     assert status_text(changed(s, state="checking")) == "Checking"
     assert status_text(changed(s, error="boom")) == "Errored"
+
+
+def test_magnet_row_from_metadata_to_download(qapp: Any) -> None:
+    """A magnet's row: metadata progress in the bar, no size until known, Downloading category;
+    when the info dict arrives the same row gets the name, size and data progress."""
+    model = TorrentTableModel()
+    seen = _record(model)
+    m = make_status(
+        5,
+        name="0" * 40,
+        state="metadata",
+        total_size=0,
+        selected_size=0,
+        wanted_size=0,
+        checking_progress=0.25,
+    )
+    model.apply_snapshot([m])
+    cell = {c: model.index(0, c).data() for c in Column}
+    assert cell[Column.STATUS] == "Downloading metadata"
+    assert cell[Column.PROGRESS] == "25.0%" and cell[Column.SIZE] == ""
+    assert model.index(0, Column.PROGRESS).data(PROGRESS_ROLE) == 0.25
+    assert model.category_count(Category.DOWNLOADING) == 1
+    assert model.category_count(Category.COMPLETED) == 0
+    # an xl= length is shown before the metadata
+    model.apply_snapshot([changed(m, total_size=2048)])
+    assert model.index(0, Column.SIZE).data() == "2.0 KiB"
+    got = changed(m, name="album", state="downloading", total_size=3000, selected_size=2000)
+    got = changed(got, wanted_size=2048, checking_progress=1.0, progress=0.5)
+    seen.clear()
+    model.apply_snapshot([got])
+    assert model.rowCount() == 1
+    assert model.index(0, Column.NAME).data() == "album"
+    assert model.index(0, Column.SIZE).data() == fmt.size(2000)  # the selected files
+    assert model.index(0, Column.PROGRESS).data() == "50.0%"
+    assert model.index(0, Column.STATUS).data() == "Stalled"
+    assert any(left <= Column.STATUS <= right for _t, left, _b, right in seen)

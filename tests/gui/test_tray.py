@@ -18,7 +18,6 @@ class FakeController:
     def __init__(self) -> None:
         self.settings = Settings()
         self.calls: list[tuple[str, Any]] = []
-        self.known_trackers: dict[str, Any] = {}
         from PySide6.QtCore import QObject, Signal
 
         class _Sig(QObject):
@@ -43,6 +42,9 @@ class FakeController:
 
     def handle(self, _h: str) -> None:
         return None
+
+    def trackers(self, _h: str) -> list[Any]:
+        return []
 
 
 @pytest.fixture

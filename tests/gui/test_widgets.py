@@ -7,9 +7,9 @@ from typing import Any
 
 from PySide6.QtWidgets import QStackedLayout
 
-from ccbt_engine.api import FileStatus, PeerStatus
+from ccbt_engine.api import FileStatus, PeerStatus, TrackerStatus
 from ccbt_gui import formatting as fmt
-from ccbt_gui.models.trackers import NOT_REPORTED, TrackerRow
+from ccbt_gui.models.trackers import TrackerTableModel
 from ccbt_gui.widgets.details import DetailsPane
 from ccbt_gui.widgets.pieces_bar import PiecesBar, piece_fractions
 from tests.gui.conftest import changed, make_status
@@ -19,6 +19,10 @@ class Handle:
     def __init__(self, info_hash: str) -> None:
         self.info_hash = info_hash
         self.sent: list[list[int]] = []
+        self.file_list = [
+            FileStatus(0, "t/a", 10, 4, False, 10),
+            FileStatus(1, "t/b", 10, 4, False, 5),
+        ]
 
     def peers(self) -> list[PeerStatus]:
         return [
@@ -40,7 +44,7 @@ class Handle:
         ]
 
     def files(self) -> list[FileStatus]:
-        return [FileStatus(0, "t/a", 10, 4, False), FileStatus(1, "t/b", 10, 4, False)]
+        return list(self.file_list)
 
     def pieces(self) -> bytes:
         return b"\xf0"
@@ -69,7 +73,7 @@ def test_pieces_bar_paints(qtbot: Any) -> None:
 def test_details_pane_tabs(qtbot: Any) -> None:
     s = make_status(1, num_peers=1, download_rate=2048.0, eta=30.0)
     handle = Handle(s.info_hash)
-    trackers: dict[str, list[TrackerRow]] = {}
+    trackers: dict[str, list[TrackerStatus]] = {}
     pane = DetailsPane(
         lambda h: handle if h == s.info_hash else None, lambda h: trackers.get(h, [])
     )
@@ -83,16 +87,25 @@ def test_details_pane_tabs(qtbot: Any) -> None:
     stack = pane._trackers_stack
     assert isinstance(stack, QStackedLayout) and stack.currentIndex() == 1
     assert "No trackers" in pane._trackers_empty.text()
-    trackers[s.info_hash] = [TrackerRow(0, "http://127.0.0.1:6969/announce")]
+    url = "http://127.0.0.1:6969/announce"
+    trackers[s.info_hash] = [TrackerStatus(url, 0, "working", "", 1.0, None, 3, 7, None)]
     pane.refresh(changed(s, time_active=5.0))
     assert stack.currentIndex() == 0
-    assert pane.tracker_model.index(0, 2).data() == NOT_REPORTED
+    row = [pane.tracker_model.index(0, c).data() for c in range(8)]
+    assert row == ["1", url, "Working", "3", "7", "", "", ""]
     pane.setCurrentIndex(DetailsPane.PEERS)
     assert pane.peer_model.rowCount() == 1
     assert pane.peer_model.index(0, 1).data() == "libtorrent 2.0"
     pane.setCurrentIndex(DetailsPane.FILES)
     assert pane.file_model.file_count() == 2
-    pane.file_model.set_priority_at(pane.file_model.index(0, 0, pane.file_model.index(0, 0)), 7)
+    folder = pane.file_model.index(0, 0)
+    assert pane.file_model.index(0, 2).data() == "75.0%"  # the folder: 15 of 20 bytes
+    assert pane.file_model.index(1, 2, folder).data() == "50.0%"
+    handle.file_list[1] = FileStatus(1, "t/b", 10, 4, False, 10)
+    pane.refresh(changed(s, time_active=6.0))  # progress refreshes without a rebuild
+    assert pane.file_model.index(1, 2, folder).data() == "100.0%"
+    assert pane.file_model.index(0, 2).data() == "100.0%"
+    pane.file_model.set_priority_at(pane.file_model.index(0, 0, folder), 7)
     assert handle.sent == [[7, 4]]
     pane.setCurrentIndex(DetailsPane.PIECES)
     assert "0 of 40 pieces" in pane._pieces_label.text()
@@ -101,6 +114,36 @@ def test_details_pane_tabs(qtbot: Any) -> None:
     assert len(pane._history) >= 2
     pane.show_torrent(None)
     assert pane.info_hash is None and pane.peer_model.rowCount() == 0
+
+
+def test_files_tab_waits_for_a_magnets_metadata(qtbot: Any) -> None:
+    s = make_status(2, state="metadata", total_size=0, selected_size=0, num_pieces=0)
+    handle = Handle(s.info_hash)
+    handle.file_list = []  # what a MagnetHandle answers before the info dict arrived
+    pane = DetailsPane(lambda h: handle)
+    qtbot.addWidget(pane)
+    pane.show()
+    pane.setCurrentIndex(DetailsPane.FILES)
+    pane.show_torrent(s)
+    stack = pane._files_stack
+    assert isinstance(stack, QStackedLayout) and stack.currentIndex() == 1
+    assert "Waiting for metadata" in pane._files_empty.text()
+    assert pane.file_model.file_count() == 0
+    handle.file_list = [FileStatus(0, "t/a", 10, 4, False, 0)]
+    pane.refresh(changed(s, state="downloading", total_size=10, selected_size=10))
+    assert stack.currentIndex() == 0 and pane.file_model.file_count() == 1
+
+
+def test_tracker_model_next_announce_is_relative() -> None:
+    model = TrackerTableModel(clock=lambda: 1000.0)
+    row = TrackerStatus(
+        "udp://127.0.0.1:1/announce", 1, "error", "timed out", None, 1090.0, None, None, None
+    )
+    model.set_rows([row])
+    assert model.index(0, 0).data() == "2"
+    assert model.index(0, 2).data() == "Not working"
+    assert model.index(0, 6).data() == "1m 30s"
+    assert model.index(0, 7).data() == "timed out"
 
 
 def test_formatting() -> None:
