@@ -22,23 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import MIB, parse_size
+
 from ccbt_engine.create import create_torrent
-
-MIB = 1024 * 1024
-_SUFFIXES = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
-
-
-def parse_size(text: str) -> int:
-    """``1G``, ``256M``, ``64K`` or plain bytes."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    suffix = t[-1:] if t[-1:] in _SUFFIXES else ""
-    try:
-        value = int(t[: len(t) - len(suffix)]) * _SUFFIXES[suffix]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
-    return value
 
 
 def ensure_file(path: Path, size: int) -> None:

@@ -11,7 +11,7 @@ $(VENV)/.installed-dist: pyproject.toml | $(PY)
 	touch $@
 
 system-deps-dist:
-	@scripts/install-dist-deps.sh
+	@scripts/install-system-deps.sh dist
 
 dist: system-deps-dist $(VENV)/.installed-dist
 	PYTHON=$(PY) scripts/build-dist.sh

@@ -2,8 +2,9 @@
 # Installs the Debian packages a target needs, only those missing.
 #   run  - libraries Qt needs to open a window (xcb platform plugin)
 #   test - the reference peers the interop tests run against, and Qt's offscreen needs
+#   dist - what PyInstaller and the .deb packaging need (make dist)
 set -euo pipefail
-target=${1:?usage: install-system-deps.sh run|test}
+target=${1:?usage: install-system-deps.sh run|test|dist}
 
 common=(libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0)
 case "$target" in
@@ -11,6 +12,7 @@ case "$target" in
               libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0) ;;
   test) pkgs=("${common[@]}" aria2 mktorrent transmission-cli opentracker xdg-utils desktop-file-utils binutils
               libxcb-icccm4 libxcb-keysyms1) ;;
+  dist) pkgs=(binutils xdg-utils desktop-file-utils) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 
