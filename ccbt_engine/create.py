@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from ccbt_engine import bencode
+from ccbt_engine import CLIENT_NAME, __version__, bencode
 from ccbt_engine.merkle import BLOCK_SIZE, block_hashes, file_root, merkle_root
 
 __all__ = [
@@ -68,6 +68,8 @@ ProgressCallback: TypeAlias = Callable[[int, int], None]
 
 #: libtorrent's default (no ``v1_only`` / ``v2_only`` flag) is a hybrid torrent.
 DEFAULT_VERSION: TorrentVersion = "hybrid"
+#: the ``created by`` a new torrent carries unless told otherwise
+DEFAULT_CREATED_BY = f"{CLIENT_NAME}/{__version__}"
 #: Biggest piece accepted. Larger pieces make every hash failure cost a lot of re-download.
 MAX_PIECE_LENGTH = 256 * 1024 * 1024
 #: Payload sizes at which libtorrent's automatic piece length doubles (from 16 KiB up to 16 MiB).
@@ -534,7 +536,7 @@ def create_torrent(
     web_seeds: Sequence[str] = (),
     version: TorrentVersion = DEFAULT_VERSION,
     comment: str | None = None,
-    created_by: str | None = "ccBitTorrent/0.1.0",
+    created_by: str | None = DEFAULT_CREATED_BY,
     creation_date: int | None = None,
     source: str | None = None,
     progress: ProgressCallback | None = None,
@@ -709,7 +711,7 @@ async def create_torrent_async(
     web_seeds: Sequence[str] = (),
     version: TorrentVersion = DEFAULT_VERSION,
     comment: str | None = None,
-    created_by: str | None = "ccBitTorrent/0.1.0",
+    created_by: str | None = DEFAULT_CREATED_BY,
     creation_date: int | None = None,
     source: str | None = None,
     progress: ProgressCallback | None = None,
