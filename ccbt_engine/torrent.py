@@ -63,6 +63,12 @@ HANDSHAKE_TIMEOUT = 20.0
 #: seconds of download worth of requests kept in flight per peer (bandwidth-delay sizing)
 REQUEST_QUEUE_TIME = 3.0
 MIN_QUEUE_DEPTH = 16
+#: reconnecting to a peer that dropped or could not be reached: 30 s, doubling, at most 6 tries
+RETRY_BASE = 30.0
+RETRY_MAX_DELAY = 1800.0
+RETRY_MAX_TRIES = 6
+#: why a connection ended that makes dialling the peer again pointless
+NO_RETRY_REASONS = ("banned", "both are seeds", "torrent stopped", "connected to ourselves")
 
 
 class TorrentState(enum.StrEnum):
@@ -180,6 +186,9 @@ class Torrent:
         self.active_since: float | None = None
         self.active_seconds = 0.0
         self._relieving = False
+        #: address -> consecutive failures; address -> (when to dial again, source)
+        self._failures: dict[tuple[str, int], int] = {}
+        self._retry_due: dict[tuple[str, int], tuple[float, str]] = {}
         self._hashing: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick_task: asyncio.Task[None] | None = None
@@ -453,6 +462,8 @@ class Torrent:
             else:
                 retry_plain = policy == "enabled" and conn.mse_pending
                 conn.close("handshake timeout")
+            if not retry_plain:
+                self._schedule_retry((host, port), source)
         except asyncio.CancelledError:  # torrent stopped: undo what the except above would
             if conn is None:
                 self.session.half_open -= 1
@@ -491,6 +502,7 @@ class Torrent:
         )
         self.peers[conn] = ps
         self.known_peers.add(conn.address)
+        self._failures.pop(conn.address, None)
         self._send_greeting(ps)
         return None
 
@@ -525,10 +537,35 @@ class Torrent:
             conn.send(b"".join(parts))
         self._maybe_unchoke_new(ps)
 
+    def _schedule_retry(self, address: tuple[str, int], source: str) -> None:
+        """Dial ``address`` again later, backing off; give up (and forget it) after a few tries."""
+        if address[0] in self.banned or self.session.is_blocked(address[0]):
+            return
+        failures = self._failures.get(address, 0) + 1
+        if failures > RETRY_MAX_TRIES:
+            self._failures.pop(address, None)
+            self.known_peers.discard(address)  # a tracker or PEX may offer it again
+            return
+        self._failures[address] = failures
+        delay = min(RETRY_BASE * 2 ** (failures - 1), RETRY_MAX_DELAY)
+        self._retry_due[address] = (time.monotonic() + delay, source)
+
+    def _requeue_due(self, now: float) -> None:
+        due = [a for a, (when, _) in self._retry_due.items() if when <= now]
+        live = {c.address for c in self.peers} | self.connecting
+        for address in due:
+            _, source = self._retry_due.pop(address)
+            if address not in live:
+                self.candidates.append((address[0], address[1], source))
+
     def on_peer_closed(self, conn: PeerConnection, reason: str) -> None:
         ps = self.peers.pop(conn, None)
         if ps is None:
             return
+        # only outgoing peers: an incoming peer's address has an ephemeral port
+        retry = conn.outgoing and not reason.startswith(NO_RETRY_REASONS)
+        if retry and not (ps.is_seed and self.picker.is_seed()):
+            self._schedule_retry(conn.address, ps.source)
         self.picker.peer_lost(conn)
         self.extensions.on_peer_closed(conn)
         ps.requests.clear()
@@ -940,6 +977,7 @@ class Torrent:
                 log.exception("%s: tick failed", self.name)
 
     def _tick(self, now: float) -> None:
+        self._requeue_due(now)
         keepalive = wire.encode_keepalive()
         for ps in list(self.peers.values()):
             if now - ps.last_received > IDLE_TIMEOUT:
