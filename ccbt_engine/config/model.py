@@ -138,7 +138,11 @@ class NetworkSettings(_Section):
         64, "Block requests kept in flight per peer (pipelining).", ge=1, le=2048
     )
     enable_tcp: bool = _f(True, "Use TCP peer connections.")
-    enable_utp: bool = _f(True, "Use uTP (BEP 29) peer connections.")
+    enable_utp: bool = _f(
+        False,
+        "Use uTP (BEP 29) peer connections (off by default until a stall after a lost packet is"
+        " fixed).",
+    )
     enable_dht: bool = _f(True, "Find peers through the DHT (BEP 5).")
     dht_port: int = _f(0, "UDP port for the DHT; 0 means the same as listen_port.", ge=0, le=65535)
     dht_bootstrap_nodes: tuple[HostPort, ...] = _f(

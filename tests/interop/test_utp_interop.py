@@ -44,7 +44,7 @@ def lossy_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def ccbt() -> AsyncIterator[Session]:
-    async with Session(loopback_settings(), listen_port=0) as session:
+    async with Session(loopback_settings(network={"enable_utp": True}), listen_port=0) as session:
         yield session
 
 
@@ -216,7 +216,9 @@ async def test_utp_through_one_percent_loss(
 ) -> None:
     blocklist = tmp_path / "block.txt"
     blocklist.write_text("127.0.0.1\n")
-    settings = loopback_settings(security={"ip_filter_path": str(blocklist)})
+    settings = loopback_settings(
+        network={"enable_utp": True}, security={"ip_filter_path": str(blocklist)}
+    )
     async with Session(settings, listen_port=0) as ccbt:
         await _lossy_transfer(ccbt, lossy_payload, tmp_path, direction)
 

@@ -81,7 +81,8 @@ def test_defaults_match_the_documented_values() -> None:
     s = Settings()
     assert (s.network.listen_port, s.network.max_global_peers) == (6881, 200)
     assert (s.network.max_peers_per_torrent, s.network.max_half_open) == (50, 50)
-    assert s.network.enable_utp and s.network.enable_dht and s.network.enable_lsd
+    assert s.network.enable_dht and s.network.enable_lsd
+    assert not s.network.enable_utp  # off until the lossy-link stall is fixed
     assert s.network.enable_pex and s.network.enable_ipv6
     assert s.disk.download_path == Path(platformdirs.user_downloads_dir())
     assert (s.disk.preallocate, s.disk.use_mmap, s.disk.write_cache_mb) == ("sparse", False, 64)
