@@ -61,6 +61,16 @@ SACK_BYTES = 32
 #: a short mask are never acknowledged, and libtorrent then stalls on the hole before them
 STATE_SACK_BYTES = 252  # the extension length is one byte: 2016 packets
 DUP_ACKS = 3
+#: after received data, this much silence makes us send the last ACK once more. A sender that
+#: is recovering from a timeout has a single packet in flight, so nothing later re-acknowledges
+#: it if that ACK is lost; libtorrent then waits for its next timeout and, because that packet
+#: has by then been sent three times (``utp_num_resends``), drops the connection without a
+#: RESET. libtorrent's timeout is never below 500 ms, so the repeat arrives first.
+ACK_REPEAT_DELAY = 0.2
+#: receive side: a hole in the sequence and not one packet from the peer for this long means the
+#: sender is gone (libtorrent gives up after three unanswered timeouts, about 10 s, and then
+#: drops our packets silently); without this the connection would wait for data forever
+HOLE_TIMEOUT = 20.0
 #: base delay history: one minimum per minute, the last two minutes count
 DELAY_BUCKET = 60.0
 
@@ -235,6 +245,8 @@ class UTPConnection:
         self._held_bytes = 0
         self._read_paused = False
         self._need_ack = False
+        self._ack_repeat_at: float | None = None
+        self._last_recv = now
         self._eof_seq: int | None = None
         self._peer_syn = -1
         self.peer_closed = False
@@ -362,6 +374,7 @@ class UTPConnection:
         if self.state == State.RESET:
             return []
         self.packets_received += 1
+        self._last_recv = now
         if pkt.type == ST_RESET:
             self._die()
             return [Reset("connection reset by peer")]
@@ -386,12 +399,22 @@ class UTPConnection:
         self.peer_window = pkt.wnd_size
         self._process_ack(pkt, now)
         if pkt.type in (ST_DATA, ST_FIN):
+            self._ack_repeat_at = now + ACK_REPEAT_DELAY
             events += self._process_data(pkt)
         return events
 
     def timer(self, now: float) -> list[Event]:
         """Run timeouts; call at (or after) :meth:`deadline`."""
-        if self._rto_deadline is None or now < self._rto_deadline or self.finished:
+        if self.finished:
+            return []
+        if self._ack_repeat_at is not None and now >= self._ack_repeat_at:
+            self._ack_repeat_at = None
+            if self.state != State.SYN_SENT:
+                self._need_ack = True
+        if self._ooo and now - self._last_recv >= HOLE_TIMEOUT:
+            self._die()
+            return [Reset("connection timed out: the peer stopped resending a lost packet")]
+        if self._rto_deadline is None or now < self._rto_deadline:
             return []
         if self.state == State.SYN_RECV:
             self._die()
@@ -417,7 +440,13 @@ class UTPConnection:
         return []
 
     def deadline(self) -> float | None:
-        return None if self.finished else self._rto_deadline
+        """When :meth:`timer` has work: a retransmission, an ACK repeat, or a dead sender."""
+        if self.finished:
+            return None
+        times = [t for t in (self._rto_deadline, self._ack_repeat_at) if t is not None]
+        if self._ooo:
+            times.append(self._last_recv + HOLE_TIMEOUT)
+        return min(times, default=None)
 
     def poll(self, now: float) -> list[bytes]:
         """Datagrams to send now: retransmissions, new data the windows allow, and an ACK."""

@@ -184,7 +184,7 @@ def test_selective_ack_repairs_a_single_hole() -> None:
             return
         original(dst, dg, now)
 
-    net.send = send  # type: ignore[method-assign]
+    net.send = send  # type: ignore[method-assign,assignment]
     sacks: list[bytes] = []
     a = Endpoint(UTPConnection.connect(77, 0.0))
     b = Endpoint(None)
@@ -439,3 +439,95 @@ def test_partial_resume_keeps_order() -> None:
     assert events == []  # queued behind the held byte, not overtaking it
     assert conn.resume_reading() == [Data(b"def")]
     assert conn.held == 0
+
+
+# -- the libtorrent stall (issue 7), replayed packet by packet ------------------------------
+# Relay logs of ccbt downloading from libtorrent through 1 % loss showed two ways to stall, both
+# ending with libtorrent silently dropping the connection (it gives a packet three
+# transmissions, utp_num_resends, and sends no RESET) while ccbt waited for data forever:
+#  1. packets 5..9 lost twice; libtorrent's timeout resends them one per ACK (one packet in
+#     flight), and the ACK for the last one is lost: nothing later re-acknowledges it;
+#  2. one packet lost three times: no ACK can help, the sender is gone.
+LT_ID = 40  # libtorrent's SYN connection id: it sends DATA on 41, we answer on 40
+
+
+def _lt_data(seq: int, payload: bytes = b"p" * 100) -> bytes:
+    return encode(Packet(utp.ST_DATA, LT_ID + 1, 1, 0, 1 << 20, seq, 9, None, payload))
+
+
+def _receiver_with_hole() -> tuple[UTPConnection, float]:
+    """Accepted connection: DATA 2..20 arrived except 5..9 (the first-transmission loss)."""
+    conn = UTPConnection.accept(Packet(utp.ST_SYN, LT_ID, 1, 0, 1 << 20, 1, 0), 0.0, seq_nr=10)
+    conn.poll(0.0)  # SYN-ACK
+    for seq in range(2, 21):
+        if not 5 <= seq <= 9:
+            conn.receive(_lt_data(seq), 0.1)
+    last = decode(conn.poll(0.1)[-1])
+    assert last.ack_nr == 4 and last.sack is not None
+    return conn, 0.1
+
+
+def _run_silence(conn: UTPConnection, start: float, until: float) -> tuple[list[Packet], float]:
+    """Nothing arrives: run the timers as a shell would; returns what was sent and the time."""
+    sent: list[Packet] = []
+    now = start
+    while not conn.finished:
+        deadline = conn.deadline()
+        if deadline is None or deadline > until:
+            break
+        now = max(now, deadline)
+        conn.timer(now)
+        sent += [decode(d) for d in conn.poll(now)]
+    return sent, now
+
+
+def test_lost_ack_of_a_timeout_resend_is_repeated_before_the_sender_times_out() -> None:
+    conn, now = _receiver_with_hole()
+    # libtorrent's timeout: it resends 5, 6, 7 one at a time, each after our ACK of the last
+    for seq in (5, 6, 7):
+        now += 0.8 if seq == 5 else 0.001
+        conn.receive(_lt_data(seq), now)
+        acks = [decode(d) for d in conn.poll(now)]  # the ACK for 7 is the one the relay drops
+        assert acks[-1].ack_nr == seq
+    # silence: libtorrent waits at least 500 ms for that ACK, then gives the connection up
+    sent, _ = _run_silence(conn, now, now + 0.5)
+    assert [(p.type, p.ack_nr) for p in sent] == [(utp.ST_STATE, 7)]
+    assert sent[0].sack is not None and sent[0].sack[0] & 0b100  # 10 (= ack_nr + 3) still held
+
+
+def test_ack_is_repeated_once_per_silence_not_as_a_stream() -> None:
+    """Every packet we send restarts libtorrent's timeout: repeating the ACK on a timer would
+    keep it from ever resending the hole. One repeat per silence, then leave the sender be."""
+    conn, now = _receiver_with_hole()
+    sent, _ = _run_silence(conn, now, now + 5.0)
+    assert [(p.type, p.ack_nr) for p in sent] == [(utp.ST_STATE, 4)]
+
+
+def test_a_hole_the_sender_never_fills_times_the_connection_out() -> None:
+    conn, now = _receiver_with_hole()
+    conn.receive(_lt_data(5), now + 0.8)  # the hole shrinks, but 6..9 never come
+    conn.poll(now + 0.8)
+    events: list[utp.Event] = []
+    t = now + 0.8
+    while not conn.finished:
+        deadline = conn.deadline()
+        assert deadline is not None, "a receiver with a hole must keep a timer running"
+        t = deadline
+        events += conn.timer(t)
+        conn.poll(t)
+    assert len(events) == 1 and isinstance(events[0], Reset)
+    assert "timed out" in events[0].reason
+    assert t == pytest.approx(now + 0.8 + utp.HOLE_TIMEOUT)
+
+
+def test_a_hole_is_not_timed_out_while_the_sender_keeps_talking() -> None:
+    """Only silence counts: a slow sender still delivering later packets is alive."""
+    conn, now = _receiver_with_hole()
+    for step in range(1, 40):
+        now += utp.HOLE_TIMEOUT / 4
+        conn.receive(_lt_data(20 + step), now)
+        assert conn.timer(now) == []
+        conn.poll(now)
+    assert not conn.finished
+    conn.receive(_lt_data(5), now)
+    assert conn.ack_nr == 5 and not conn.finished
