@@ -33,12 +33,19 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _V4_MAX = 2**32 - 1
-_DAT = re.compile(r"^\s*([0-9.]+|[0-9a-fA-F:]+)\s*-\s*([0-9.]+|[0-9a-fA-F:]+)\s*,\s*(\d+)")
+_DAT = re.compile(r"^\s*([0-9.]+|[0-9a-fA-F:]+)\s*-\s*([0-9.]+|[0-9a-fA-F:]+)\s*,\s*([0-9]+)")
 _RANGE = re.compile(r"^\s*([0-9a-fA-F.:]+)\s*-\s*([0-9a-fA-F.:]+)\s*$")
 
 
 class IPFilterError(ValueError):
     """An IP filter file that cannot be read at all."""
+
+
+def _allowed_level(digits: str) -> bool:
+    """eMule access level >= 128 (allowed). The digits come from the list: an absurdly long
+    level must not reach ``int()``, whose digit limit would raise a plain ValueError."""
+    digits = digits.lstrip("0")
+    return len(digits) > 3 or int(digits or "0") >= 128
 
 
 def parse_ipv4(text: str) -> int | None:
@@ -48,7 +55,7 @@ def parse_ipv4(text: str) -> int | None:
         return None
     value = 0
     for part in parts:
-        if not part.isdigit() or len(part) > 3:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3:
             return None
         octet = int(part)
         if octet > 255:
@@ -82,7 +89,7 @@ def parse_line(line: str) -> Rule | None:
         return None
     m = _DAT.match(line)
     if m:
-        if int(m.group(3)) >= 128:  # eMule: access level >= 128 means allowed
+        if _allowed_level(m.group(3)):  # eMule: access level >= 128 means allowed
             return None
         return _range(m.group(1), m.group(2))
     m = _RANGE.match(line)
@@ -97,6 +104,10 @@ def parse_line(line: str) -> Rule | None:
         net = ipaddress.ip_network(line.split()[0], strict=False)
     except ValueError:
         return None
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
+        mapped = net.network_address.ipv4_mapped
+        if mapped is not None:  # ::ffff:a.b.c.d[/n] names IPv4 addresses, as in _parse_ip
+            return 4, int(mapped), int(mapped) + net.num_addresses - 1
     return net.version, int(net.network_address), int(net.broadcast_address)
 
 
@@ -199,7 +210,7 @@ def iter_rules(lines: Iterable[str], report: list[int] | None = None) -> Iterato
 
 def _is_allowed_dat(line: str) -> bool:
     m = _DAT.match(line)
-    return bool(m and int(m.group(3)) >= 128)
+    return bool(m and _allowed_level(m.group(3)))
 
 
 def _open_lines(path: Path) -> Iterator[str]:
