@@ -45,6 +45,7 @@ from ccbt_engine.metainfo import TorrentInfo
 from ccbt_engine.storage.errors import Operation, StorageError
 from ccbt_engine.storage.hashing import verify_piece
 from ccbt_engine.storage.layout import MAX_PRIORITY, PieceLayout
+from ccbt_engine.storage.readcache import CHUNK, ChunkKey, ReadCache, chunk_span
 
 Preallocate = Literal["none", "sparse", "full"]
 T = TypeVar("T")
@@ -52,6 +53,10 @@ T = TypeVar("T")
 MIB = 1024 * 1024
 _IOV_MAX = 1024
 _O_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+#: torrent files are opened without following a final symlink (see ``_open_sync``); on Linux
+#: the opened descriptor's real path is checked too, which catches a swapped parent folder
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_PROC_FD = "/proc/self/fd/%d" if os.path.isdir("/proc/self/fd") else ""
 _ZERO_CHUNK = bytes(MIB)
 
 
@@ -444,6 +449,13 @@ class TorrentStorage:
         self._cache: OrderedDict[int, _PieceBuf] = OrderedDict()
         self._cached_bytes = 0
         self._busy: dict[int, asyncio.Event] = {}
+        #: upload reads (see :meth:`read_blocks`): cached chunks, reads in flight, and a
+        #: generation bumped by :meth:`invalidate_read_cache` so a read that started before an
+        #: invalidation never lands in the cache
+        self.read_cache = ReadCache()
+        self._reading: dict[ChunkKey, asyncio.Future[bytearray]] = {}
+        self._read_gen = 0
+        self._prefetching: set[asyncio.Task[list[memoryview]]] = set()
 
     # ------------------------------------------------------------------ public API
 
@@ -512,6 +524,14 @@ class TorrentStorage:
         self._cached_bytes += len(block)
         return self._cached_bytes > self.write_cache_bytes
 
+    def cached_blocks(self, piece: int) -> dict[int, bytes]:
+        """Offset -> bytes of the piece's blocks still in the write cache (references, no copy).
+
+        Taken before hashing, so smart ban can digest the blocks of a piece that fails.
+        """
+        buf = self._cache.get(piece)
+        return dict(buf.blocks) if buf is not None else {}
+
     async def read_block(self, piece: int, begin: int, length: int) -> bytes:
         """``length`` bytes at ``begin`` in ``piece``; pad bytes read as zeros.
 
@@ -528,6 +548,148 @@ class TorrentStorage:
     async def read_piece(self, piece: int) -> bytes:
         """The whole piece (pad bytes as zeros)."""
         return await self.read_block(piece, 0, self.info.piece_size(piece))
+
+    # ------------------------------------------------------------------ upload reads
+
+    def cached_reads(self, requests: Sequence[tuple[int, int, int]]) -> list[memoryview] | None:
+        """Every (piece, begin, length) from the read cache, without leaving the loop; else None.
+
+        Only for verified pieces (see :meth:`read_blocks`). Runs for every upload batch, so
+        consecutive requests in the same chunk (the usual case) cost one slice each.
+        """
+        out: list[memoryview] = []
+        last_piece = -1
+        size = start = end = 0
+        view: memoryview | None = None
+        for piece, begin, length in requests:
+            if piece != last_piece:
+                size = self.info.piece_size(piece)  # IndexError for a bad piece
+                if piece in self._cache or piece in self._busy:
+                    return None
+                last_piece, view = piece, None
+            if begin < 0 or length < 0 or begin + length > size:
+                raise ValueError(f"range {begin}+{length} outside piece {piece} of {size} bytes")
+            if view is None or begin < start or begin + length > end:
+                span = chunk_span(size, begin, length)
+                if span is None:
+                    return None
+                data = self.read_cache.get((piece, span[0]))
+                if data is None:
+                    return None
+                view, start, end = memoryview(data), span[0], span[0] + span[1]
+            out.append(view[begin - start : begin - start + length])
+        return out
+
+    async def read_blocks(self, requests: Sequence[tuple[int, int, int]]) -> list[memoryview]:
+        """The bytes of several (piece, begin, length) ranges of VERIFIED pieces, for uploading.
+
+        Every chunk the ranges touch that is not cached is read in ONE worker call (a 16 KiB
+        request no longer costs an executor round trip), then cached: the piece's next requests
+        are served from memory. Concurrent callers needing the same chunk share one read. A piece
+        with blocks still in the write cache, being written, or a range crossing a chunk
+        boundary is read the ordinary way (:meth:`read_block`, uncached).
+
+        Pieces not verified yet must not be read here: their bytes may still change and the
+        cache would keep the old ones. Raises :class:`StorageError` like :meth:`read_block`.
+        """
+        loop = asyncio.get_running_loop()
+        chunks: dict[ChunkKey, bytes | bytearray] = {}
+        need: dict[ChunkKey, tuple[int, int, int]] = {}
+        waits: dict[ChunkKey, asyncio.Future[bytearray]] = {}
+        plan: list[ChunkKey | None] = []
+        for piece, begin, length in requests:
+            self._check(piece, begin, length)
+            span = chunk_span(self.info.piece_size(piece), begin, length)
+            if span is None or piece in self._cache or piece in self._busy:
+                plan.append(None)
+                continue
+            key = (piece, span[0])
+            plan.append(key)
+            if key in chunks or key in need or key in waits:
+                continue
+            if (data := self.read_cache.get(key)) is not None:
+                chunks[key] = data
+            elif (fut := self._reading.get(key)) is not None:
+                waits[key] = fut
+            else:
+                need[key] = (piece, span[0], span[1])
+        if need:
+            gen = self._read_gen
+            mine = {key: loop.create_future() for key in need}
+            for f in mine.values():  # a waiter may be gone: never warn about an unread error
+                f.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._reading.update(mine)
+            try:
+                datas = await self._run(self._read_chunks_sync, list(need.values()))
+            except BaseException as exc:
+                for key, f in mine.items():
+                    self._reading.pop(key, None)
+                    if isinstance(exc, Exception):
+                        f.set_exception(exc)
+                    else:
+                        f.cancel()
+                raise
+            for (key, f), data in zip(mine.items(), datas, strict=True):
+                self._reading.pop(key, None)
+                if gen == self._read_gen:
+                    self.read_cache.put(key, data)
+                chunks[key] = data
+                f.set_result(data)
+        for key, fut in waits.items():
+            chunks[key] = await asyncio.shield(fut)  # our cancellation must not cancel theirs
+        out: list[memoryview] = []
+        for (piece, begin, length), where in zip(requests, plan, strict=True):
+            if where is None:
+                out.append(memoryview(await self.read_block(piece, begin, length)))
+            else:
+                off = begin - where[1]
+                out.append(memoryview(chunks[where])[off : off + length])
+        return out
+
+    def prefetch(self, requests: Sequence[tuple[int, int, int]]) -> None:
+        """Start reading the chunks of these ranges (verified pieces) in the background.
+
+        Read-ahead for the upload path: while one batch is being sent, the disk reads of the
+        next ones are already under way, so the loop rarely waits on a worker thread (whose
+        wake-up can take a GIL switch interval while the loop is busy).
+        """
+        todo: dict[ChunkKey, tuple[int, int, int]] = {}
+        last: ChunkKey | None = None
+        for piece, begin, length in requests:
+            if last is not None and piece == last[0] and last[1] <= begin < last[1] + CHUNK:
+                continue  # same chunk as the previous request: the common case, keep it cheap
+            self._check(piece, begin, length)
+            span = chunk_span(self.info.piece_size(piece), begin, length)
+            if span is None or piece in self._cache or piece in self._busy:
+                last = None
+                continue
+            last = key = (piece, span[0])
+            if key not in todo and key not in self.read_cache and key not in self._reading:
+                todo[key] = (piece, begin, length)
+        if todo:
+            task = asyncio.ensure_future(self.read_blocks(list(todo.values())))
+            self._prefetching.add(task)
+            task.add_done_callback(self._prefetch_done)
+
+    def _prefetch_done(self, task: asyncio.Task[list[memoryview]]) -> None:
+        self._prefetching.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed read-ahead is retried (and reported) by the real read
+
+    async def _stop_prefetch(self) -> None:
+        tasks = list(self._prefetching)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def invalidate_read_cache(self, piece: int | None = None) -> None:
+        """Forget cached upload reads of ``piece`` (or all): its bytes on disk may change."""
+        self._read_gen += 1
+        if piece is None:
+            self.read_cache.clear()
+        else:
+            self.read_cache.discard_piece(piece)
 
     async def hash_piece(self, piece: int) -> bool:
         """Verify ``piece`` (v1 SHA-1, else v2 merkle); write it out if it came from the cache.
@@ -574,6 +736,8 @@ class TorrentStorage:
 
     async def close(self) -> None:
         """Flush, then close every descriptor. The storage reopens files lazily if used again."""
+        await self._stop_prefetch()
+        self.invalidate_read_cache()
         try:
             await self.flush()
         finally:
@@ -591,6 +755,8 @@ class TorrentStorage:
         The save folder itself is never removed. Files that are already gone are fine; the first
         other failure is raised after trying every file.
         """
+        await self._stop_prefetch()
+        self.invalidate_read_cache()
         await self.discard_cache()
         await self._run(self._close_sync)
         await self._run(self._delete_sync)
@@ -742,12 +908,28 @@ class TorrentStorage:
         path = self._checked_path(index, "open")
         entry = self.info.files[index]
         mode = 0o777 if "x" in entry.attr else 0o666
+        flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | _O_FLAGS | _O_NOFOLLOW
+        root = os.path.realpath(self._root)
         try:
             if writable:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_FLAGS, mode)
-            else:
-                fd = os.open(path, os.O_RDONLY | _O_FLAGS)
+            try:
+                # open() never follows a final symlink: one swapped in after the check above
+                # (a local attacker's race) would otherwise redirect the write outside
+                fd = os.open(path, flags, mode)
+            except OSError as exc:
+                if not _O_NOFOLLOW or exc.errno not in (errno.ELOOP, errno.EMLINK):
+                    raise
+                # a link that was there at the check (the user's own, pointing inside): open
+                # its resolved target, re-checked, again without following
+                path = os.path.realpath(path)
+                if os.path.commonpath([root, path]) != root:
+                    refused = "Refusing a path outside the download folder"
+                    raise OSError(errno.EPERM, refused) from exc
+                fd = os.open(path, flags, mode)
+            if _PROC_FD and os.path.commonpath([root, os.path.realpath(_PROC_FD % fd)]) != root:
+                os.close(fd)  # a folder on the way was swapped for a link after the check
+                raise OSError(errno.EPERM, "Refusing a path outside the download folder")
         except OSError as exc:
             raise StorageError.from_oserror(exc, path, "open") from exc
         if writable:
@@ -941,6 +1123,10 @@ class TorrentStorage:
         with self._part_lock:
             self.part_file.close()
 
+    def _read_chunks_sync(self, spans: list[tuple[int, int, int]]) -> list[bytearray]:
+        """(piece, begin, length) ranges from disk, one fresh buffer each (upload reads)."""
+        return [self._read_sync(piece, begin, length, [], True) for piece, begin, length in spans]
+
     def _hash_cached_sync(self, piece: int, blocks: list[tuple[int, bytes]]) -> bool:
         data = self._read_sync(piece, 0, self.info.piece_size(piece), blocks, False)
         return verify_piece(self.layout, piece, data)
@@ -948,6 +1134,52 @@ class TorrentStorage:
     def _hash_sync(self, piece: int) -> bool:
         data = self._read_sync(piece, 0, self.info.piece_size(piece), [], True)
         return verify_piece(self.layout, piece, data)
+
+    def read_span_into(self, first: int, count: int, out: memoryview) -> int:
+        """Worker thread: pieces ``first`` .. ``first + count - 1`` back to back into ``out``.
+
+        The recheck's read: consecutive slices of one file become ONE positional read (small
+        pieces do not cost a syscall each) straight into the caller's reused buffer (no
+        allocation per piece); pad bytes are zeroed. Returns the bytes filled. Raises
+        :class:`StorageError`; the caller then checks piece by piece to know which failed.
+        """
+        info = self.info
+        plen = info.piece_length
+        # [file index, file offset, offset in out, length, piece (-1: no part-file routing),
+        #  offset in that piece]
+        runs: list[list[int]] = []
+        pos = 0
+        for piece in range(first, first + count):
+            base = (piece - first) * plen
+            for sl in self.layout.slices(piece, 0, info.piece_size(piece)):
+                at = base + sl.buffer_offset
+                if at > pos:
+                    out[pos:at] = bytes(at - pos)  # pad bytes
+                index = sl.file_index
+                direct = self._prios[index] != 0 and index not in self._pending_export
+                last = runs[-1] if runs else None
+                if (
+                    direct
+                    and last is not None
+                    and last[4] < 0
+                    and last[0] == index
+                    and last[1] + last[3] == sl.file_offset
+                    and last[2] + last[3] == at
+                ):
+                    last[3] += sl.length
+                else:
+                    routed = -1 if direct else piece
+                    runs.append([index, sl.file_offset, at, sl.length, routed, sl.buffer_offset])
+                pos = at + sl.length
+        last_piece = first + count - 1
+        total = (last_piece - first) * plen + info.piece_size(last_piece)
+        if total > pos:
+            out[pos:total] = bytes(total - pos)
+        for index, file_offset, at, length, piece, in_piece in runs:
+            seg = out[at : at + length]
+            if piece < 0 or not self._part_read(index, piece, in_piece, seg):
+                self._pread_into(index, file_offset, seg)
+        return total
 
     def check_piece_sync(self, piece: int) -> bool:
         """Recheck helper (runs on a worker thread): True only when the piece reads and verifies.
