@@ -192,22 +192,32 @@ def median(values: Sequence[float]) -> float:
 def ratio_table(
     metrics: Sequence[tuple[str, Callable[[float], str]]],
     results: dict[str, dict[str, list[float]]],
-    numerator: str,
+    numerator: str | Sequence[str],
     denominator: str,
 ) -> str:
-    """A text table: one row per metric, one column per contender's median, then their ratio.
+    """A text table: one row per metric, one column per contender's median, then the ratios.
 
     ``results[contender][metric]`` is the list of per-run values; ``metrics`` gives each metric's
-    name and how to format one value.
+    name and how to format one value. For each numerator two ratios are shown: of the medians,
+    and the median of the per-run ratios (each run's contenders ran back to back under the same
+    background load, so on a busy machine the second is the steadier one).
     """
+    nums = [numerator] if isinstance(numerator, str) else list(numerator)
     names = list(results)
-    header = ["metric", *[f"{n} (median)" for n in names], f"{numerator}/{denominator}"]
+    header = ["metric", *[f"{n} (median)" for n in names]]
+    for num in nums:
+        header += [f"{num}/{denominator}", "per-run"]
     rows = [header]
     for metric, fmt in metrics:
         meds = {n: median(results[n].get(metric, [])) for n in names}
+        row = [metric, *[fmt(meds[n]) for n in names]]
         den = meds[denominator]
-        ratio = meds[numerator] / den if den else float("nan")
-        rows.append([metric, *[fmt(meds[n]) for n in names], f"{ratio:.2f}"])
+        for num in nums:
+            ratio = meds[num] / den if den else float("nan")
+            mine, theirs = results[num].get(metric, []), results[denominator].get(metric, [])
+            per_run = median([a / b for a, b in zip(mine, theirs, strict=True) if b])
+            row += [f"{ratio:.2f}", f"{per_run:.2f}"]
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -17,6 +17,12 @@ Per leecher and run:
     .venv/bin/python benchmarks/loopback_download.py                 # 1 GiB file, 1 MiB pieces
     .venv/bin/python benchmarks/loopback_download.py --size 512M --files 200
     .venv/bin/python benchmarks/loopback_download.py --runs 1 --profile /tmp/ccbt.txt  # py-spy
+    git archive HEAD ccbt_engine | tar -x -C /tmp/base    # then, before/after in one run:
+    .venv/bin/python benchmarks/loopback_download.py --size 512M --baseline /tmp/base
+
+``--baseline DIR`` adds a third leecher: ccbt imported from ``DIR`` (a folder holding another
+``ccbt_engine``, e.g. the last commit). On a loaded machine only a comparison made in the same
+run, interleaved, means anything.
 
 No rate limits are set anywhere (libtorrent ignores them between local peers anyway).
 """
@@ -55,6 +61,7 @@ from _common import (  # benchmarks are scripts, not a package: found via sys.pa
 
 LT = "libtorrent"
 CCBT = "ccbt"
+BASE = "ccbt-base"
 
 
 @dataclass
@@ -133,7 +140,15 @@ async def _drive(torrent: Path, save: Path, peer: tuple[str, int], timeout: floa
 
 def _driver_main(args: argparse.Namespace) -> int:
     host, _, port = args.peer.rpartition(":")
-    return asyncio.run(_drive(Path(args.torrent), Path(args.save), (host, int(port)), args.timeout))
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop  # optional: only this mode needs it
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(
+            _drive(Path(args.torrent), Path(args.save), (host, int(port)), args.timeout)
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,15 +159,25 @@ def _driver_main(args: argparse.Namespace) -> int:
 class CcbtLeecher:
     """The ``--driver`` subprocess, with a JSON-lines reader on its stdout."""
 
-    def __init__(self, torrent: Path, save: Path, seeder_port: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        torrent: Path,
+        save: Path,
+        seeder_port: int,
+        workdir: Path,
+        code: Path | None = None,
+        loop: str = "asyncio",
+    ) -> None:
         env = dict(os.environ)
         env.update(
             CCBT_CONFIG_DIR=str(workdir / "ccbt-config"),
             CCBT_LOCAL_CONFIG=str(workdir / "none.toml"),
             CCBT_NETWORK_LISTEN_INTERFACES='["127.0.0.1"]',
         )
+        if code is not None:  # another ccbt_engine first on the path (--baseline)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
         argv = [sys.executable, __file__, "--driver", "--torrent", str(torrent)]
-        argv += ["--save", str(save), "--peer", f"127.0.0.1:{seeder_port}"]
+        argv += ["--save", str(save), "--peer", f"127.0.0.1:{seeder_port}", "--loop", loop]
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -196,9 +221,16 @@ class CcbtLeecher:
 
 
 def run_ccbt(
-    torrent: Path, save: Path, seeder_port: int, payload: int, workdir: Path, profile: Path | None
+    torrent: Path,
+    save: Path,
+    seeder_port: int,
+    payload: int,
+    workdir: Path,
+    profile: Path | None,
+    code: Path | None = None,
+    loop: str = "asyncio",
 ) -> RunResult:
-    leecher = CcbtLeecher(torrent, save, seeder_port, workdir)
+    leecher = CcbtLeecher(torrent, save, seeder_port, workdir, code, loop)
     spy: subprocess.Popen[bytes] | None = None
     try:
         leecher.read_event("ready")
@@ -219,7 +251,7 @@ def run_ccbt(
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         leecher.stop()
-    return RunResult(CCBT, seconds, payload, stats)
+    return RunResult(CCBT if code is None else BASE, seconds, payload, stats)
 
 
 def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -279,7 +311,8 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     refpeers = load_refpeers()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ccbt-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, list[float]]] = {LT: {}, CCBT: {}}
+    contenders = [LT, CCBT] + ([BASE] if args.baseline else [])
+    results: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
     try:
         source = make_source(root, args.size, args.files, refpeers)
         made = refpeers.make_torrent(source, None, args.pieces, root / "bench.torrent", "v1")
@@ -296,8 +329,9 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         )
         with seeder:
             for run in range(args.runs):
-                order = [LT, CCBT] if run % 2 == 0 else [CCBT, LT]
-                for contender in order:
+                # rotate the order: whoever runs first in a round tends to be slower
+                k = run % len(contenders)
+                for contender in contenders[k:] + contenders[:k]:
                     save = root / f"dl-{contender}"
                     shutil.rmtree(save, ignore_errors=True)
                     save.mkdir()
@@ -305,9 +339,29 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                         r = run_libtorrent(
                             refpeers, made.path, save, seeder.port, made.total_size, args.timeout
                         )
-                    else:
+                    elif contender == CCBT:
                         profile = args.profile if run == 0 else None
-                        r = run_ccbt(made.path, save, seeder.port, made.total_size, root, profile)
+                        r = run_ccbt(
+                            made.path,
+                            save,
+                            seeder.port,
+                            made.total_size,
+                            root,
+                            profile,
+                            None,
+                            args.loop,
+                        )
+                    else:
+                        r = run_ccbt(
+                            made.path,
+                            save,
+                            seeder.port,
+                            made.total_size,
+                            root,
+                            None,
+                            args.baseline,
+                            args.loop,
+                        )
                     shutil.rmtree(save, ignore_errors=True)
                     _print_run(r, run)
                     m = results[contender]
@@ -334,6 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", help="work folder, kept and reused (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
     p.add_argument("--profile", type=Path, help="py-spy the first ccbt run into this file")
+    p.add_argument(
+        "--baseline", type=Path, help="also time ccbt imported from this folder (before/after)"
+    )
+    p.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of the ccbt leecher (uvloop must be installed)",
+    )
     # internal: the ccbt leecher process
     p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--torrent", help=argparse.SUPPRESS)
@@ -356,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("peak RssAnon MiB", fmt1),
             ],
             results,
-            CCBT,
+            [c for c in results if c != LT],
             LT,
         )
     )

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ccbt_engine.net.encrypted import EncryptionPolicy, StreamCrypto
 from ccbt_engine.protocol import wire
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: receive/send socket buffers; loopback and LAN transfers stall with the small defaults
 SOCKET_BUFFER = 4 * 1024 * 1024
+#: read size while MSE/RC4 sits between the socket and the parser (asyncio's own default)
+SCRATCH_BUFFER = 256 * 1024
 
 
 class PeerHandler(Protocol):
@@ -45,15 +47,26 @@ class PeerHandler(Protocol):
     def on_peer_writable(self, conn: PeerConnection) -> None: ...
 
 
+#: ``on_peer_piece(conn, index, begin, block)``: an optional PeerHandler method taking blocks
+#: straight from the receive buffer (``block`` is valid only during the call: copy it)
+PieceSink = Callable[["PeerConnection", int, int, memoryview], None]
+
 #: (info_hash) -> handler for it and its piece count, or None when we don't serve it
 TorrentLookup = Callable[[bytes], "tuple[PeerHandler, bytes, int] | None"]
 
 
-class PeerConnection(asyncio.Protocol):
+class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
     """One TCP connection to a peer, from connect/accept until close.
 
     ``outgoing`` connections know their torrent from the start and send the handshake on
     connect; incoming ones wait for the remote handshake and find the torrent by infohash.
+
+    A ``BufferedProtocol``: a plaintext TCP connection is read straight into the wire parser's
+    reusable buffer (no fresh ``bytes`` per read) and every message goes to the handler as soon
+    as it is parsed, a block as a view of that buffer (``on_peer_piece`` when the handler has
+    it). MSE/RC4 connections read into a scratch buffer and decrypt into the parser; uTP
+    transports call :meth:`data_received`, so it is an ``asyncio.Protocol`` as well (asyncio's
+    transports check for ``BufferedProtocol`` first).
     """
 
     def __init__(
@@ -82,6 +95,10 @@ class PeerConnection(asyncio.Protocol):
         self.handler: PeerHandler | None = None
         self.remote: wire.Handshake | None = None
         self.parser = WireParser(expect_handshake=True)
+        #: the handler's ``on_peer_piece``, when it takes blocks without a ``wire.Piece`` each
+        self._piece_sink: PieceSink | None = None
+        self._scratch: memoryview | None = None
+        self._into_parser = True
         self.handshake_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # incoming connections have nobody awaiting the handshake: mark failures as seen
         self.handshake_done.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -95,9 +112,10 @@ class PeerConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peername = transport.get_extra_info("peername")
+        # no isinstance check: uvloop's TCP transport is not an asyncio.Transport subclass,
+        # and asserting it made every connection fail (the benchmark hung under uvloop)
+        self.transport = t = cast(asyncio.Transport, transport)
+        peername = t.get_extra_info("peername")
         if peername:
             self.address = (str(peername[0]), int(peername[1]))
         if self._admit is not None:
@@ -105,7 +123,7 @@ class PeerConnection(asyncio.Protocol):
             if refusal is not None:
                 self.close(refusal)
                 return
-        sock = transport.get_extra_info("socket")
+        sock = t.get_extra_info("socket")
         if sock is not None:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
@@ -113,15 +131,48 @@ class PeerConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        transport.set_write_buffer_limits(high=1024 * 1024, low=256 * 1024)
+        t.set_write_buffer_limits(high=1024 * 1024, low=256 * 1024)
         if self.outgoing:
             assert self.info_hash is not None
-            transport.write(self.crypto.start(wire.encode_handshake(self.info_hash, self.peer_id)))
+            t.write(self.crypto.start(wire.encode_handshake(self.info_hash, self.peer_id)))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads next: the parser's own buffer for plaintext; a scratch
+        buffer while MSE or RC4 stand between the socket and the parser."""
+        if self.crypto.pending or self.crypto.encrypted:
+            self._into_parser = False
+            if self._scratch is None:
+                self._scratch = memoryview(bytearray(SCRATCH_BUFFER))
+            return self._scratch
+        self._into_parser = True
+        return self.parser.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.closed:
+            return
+        self.bytes_in += nbytes
+        if not self._into_parser:
+            assert self._scratch is not None
+            self._decrypt_and_parse(bytes(self._scratch[:nbytes]))
+        else:
+            try:
+                self.parser.buffer_updated(nbytes, self)
+            except ProtocolError as exc:
+                self.close(f"protocol error: {exc}")
+                return
+        if self.handler is not None and not self.closed:
+            self.handler.on_peer_batch_end(self)
 
     def data_received(self, data: bytes) -> None:
+        """Bytes from a transport that does not use :meth:`get_buffer` (uTP, tests)."""
         if self.closed:
             return
         self.bytes_in += len(data)
+        self._decrypt_and_parse(data)
+        if self.handler is not None and not self.closed:
+            self.handler.on_peer_batch_end(self)
+
+    def _decrypt_and_parse(self, data: bytes) -> None:
         try:
             reply, data = self.crypto.receive(data)
         except MSEError as exc:
@@ -132,27 +183,37 @@ class PeerConnection(asyncio.Protocol):
         if not data:
             return
         try:
-            events = self.parser.feed(data)
+            self.parser.receive(data, self)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
-            return
-        for event in events:
-            if self.closed:
-                return
-            if isinstance(event, wire.Handshake):
-                if not self._accept_handshake(event):
-                    return
-                continue
+
+    # -- wire.WireSink: the parser calls these for each message, in order ------------------
+    def on_event(self, event: Event) -> bool:
+        """One parsed message (not a PIECE); True stops the parser (we are closing)."""
+        if isinstance(event, wire.Handshake):
+            return not self._accept_handshake(event)
+        if self.handler is None:
+            self.close("message before handshake")
+            return True
+        try:
+            self.handler.on_peer_event(self, event)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+        return self.closed
+
+    def on_piece(self, index: int, begin: int, block: memoryview) -> bool:
+        """A PIECE's block as a view of the receive buffer: the handler copies what it keeps."""
+        sink = self._piece_sink
+        if sink is None:
             if self.handler is None:
                 self.close("message before handshake")
-                return
-            try:
-                self.handler.on_peer_event(self, event)
-            except ProtocolError as exc:
-                self.close(f"protocol error: {exc}")
-                return
-        if self.handler is not None and not self.closed:
-            self.handler.on_peer_batch_end(self)
+                return True
+            return self.on_event(wire.Piece(index, begin, bytes(block)))
+        try:
+            sink(self, index, begin, block)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+        return self.closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -203,6 +264,7 @@ class PeerConnection(asyncio.Protocol):
             self.close(refusal)
             return False
         self.handler = handler
+        self._piece_sink = getattr(handler, "on_peer_piece", None)
         if not self.handshake_done.done():
             self.handshake_done.set_result(None)
         return True

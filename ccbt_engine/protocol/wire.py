@@ -18,15 +18,19 @@ The parser treats every byte as hostile:
 
 Throughput matters (every downloaded byte passes through here): complete messages are parsed
 straight out of the caller's buffer and only an incomplete tail is kept, so a block's payload is
-copied exactly once (into :attr:`Piece.data`) unless it straddles two reads.
+copied exactly once (into :attr:`Piece.data`) unless it straddles two reads. The buffered API
+(:meth:`WireParser.get_buffer` / :meth:`WireParser.buffer_updated`) goes further for
+``asyncio.BufferedProtocol``: the socket reads into the parser's own reusable buffer and each
+block is handed over as a view of it, so the receiver's copy into its write cache is the only one.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 __all__ = [
     "BLOCK_SIZE",
@@ -35,6 +39,8 @@ __all__ = [
     "MAX_BLOCK_LEN",
     "MAX_EXTENDED_LEN",
     "PROTOCOL_STRING",
+    "RECV_BUFFER_MAX",
+    "RECV_BUFFER_MIN",
     "RESERVED_DHT",
     "RESERVED_EXTENDED",
     "RESERVED_FAST",
@@ -61,6 +67,7 @@ __all__ = [
     "SuggestPiece",
     "Unchoke",
     "WireParser",
+    "WireSink",
     "check_bitfield",
     "encode_allowed_fast",
     "encode_bitfield",
@@ -500,6 +507,32 @@ _FAST_IDS: Final = frozenset(
     }
 )
 _PROTOCOL_HEADER: Final = b"\x13" + PROTOCOL_STRING
+#: the parser's internal callbacks: return True to stop
+_OnEvent: TypeAlias = Callable[[Event], bool]
+_OnPiece: TypeAlias = Callable[[int, int, memoryview], bool]
+
+
+class WireSink(Protocol):
+    """Where :meth:`WireParser.buffer_updated` delivers messages, one call each, in order.
+
+    Both methods return True to stop parsing (the connection is closing): the rest stays
+    buffered and is parsed by the next call, if any.
+    """
+
+    def on_event(self, event: Event) -> bool:
+        """Any message but PIECE, as its event."""
+        ...
+
+    def on_piece(self, index: int, begin: int, block: memoryview) -> bool:
+        """A PIECE message. ``block`` points into the parser's receive buffer and is valid
+        only during the call: copy what you keep (that copy is the block's only one)."""
+        ...
+
+
+#: receive buffer bounds of the buffered API: idle peers keep a small one, a read that fills
+#: the offered space doubles it (up to the maximum), so a fast peer is read in large gulps
+RECV_BUFFER_MIN: Final = 32 * 1024
+RECV_BUFFER_MAX: Final = 1 << 20
 
 
 class WireParser:
@@ -516,16 +549,38 @@ class WireParser:
 
     ``max_block_len``: the largest request/cancel/reject length and piece payload accepted
     (16 KiB by default, at most :data:`MAX_BLOCK_LEN`).
+
+    Two ways to drive it:
+
+    * :meth:`feed` takes bytes the caller read and returns a list of events (a PIECE's block
+      copied into :attr:`Piece.data`);
+    * the buffered API, made for ``asyncio.BufferedProtocol``: :meth:`get_buffer` lends the
+      free end of the parser's own receive buffer, the socket reads straight into it, and
+      :meth:`buffer_updated` hands each complete message to a :class:`WireSink` as soon as it
+      is parsed, a PIECE's block as a view into that buffer. That saves, per read, allocating a
+      fresh ``bytes`` (and faulting in its pages), and per block an event object and a copy;
+      the receiver copies the block once, straight into its write cache. :meth:`receive` is the
+      same for bytes read elsewhere (decrypted MSE payload, uTP).
+
+    The two may be mixed; an incomplete message buffered by one is finished by the other.
     """
 
     __slots__ = (
         "_buf",
         "_failed",
+        "_grow",
         "_handshake_pending",
         "_limits",
         "_max_len",
         "_num_pieces",
         "_offer_fast",
+        "_offered",
+        "_rbuf",
+        "_recv_max",
+        "_rend",
+        "_rstart",
+        "_rview",
+        "_stopped",
         "bitfield_messages",
         "fast",
         "handshake",
@@ -541,11 +596,14 @@ class WireParser:
         max_block_len: int = BLOCK_SIZE,
         max_extended_len: int = MAX_EXTENDED_LEN,
         offer_fast: bool = True,
+        recv_buffer_max: int = RECV_BUFFER_MAX,
     ) -> None:
         if not 1 <= max_block_len <= MAX_BLOCK_LEN:
             raise ValueError(f"max_block_len must be in 1..{MAX_BLOCK_LEN}")
         if max_extended_len < 1:
             raise ValueError("max_extended_len must be positive")
+        if recv_buffer_max < 1:
+            raise ValueError("recv_buffer_max must be positive")
         self._buf = bytearray()
         self._failed: str | None = None
         self.bitfield_messages = 0
@@ -559,6 +617,15 @@ class WireParser:
         self._num_pieces: int | None = None
         self._limits: dict[int, tuple[int, int]] = {}
         self._max_len = 0
+        # buffered API: unparsed bytes are _rbuf[_rstart:_rend]; allocated on first use
+        self._rbuf = bytearray()
+        self._rview = memoryview(self._rbuf)
+        self._rstart = 0
+        self._rend = 0
+        self._offered = 0
+        self._grow = False
+        self._recv_max = recv_buffer_max
+        self._stopped = False
         self.set_num_pieces(num_pieces)
 
     # The flag has two names because the shell and its tests were written against both.
@@ -582,7 +649,12 @@ class WireParser:
     @property
     def buffered(self) -> int:
         """Bytes held for an incomplete message (bounded by :attr:`max_message_len` + 4)."""
-        return len(self._buf)
+        return len(self._buf) + self._rend - self._rstart
+
+    @property
+    def receive_capacity(self) -> int:
+        """Current size of the buffered API's receive buffer (grows with the read sizes seen)."""
+        return len(self._rbuf)
 
     def set_num_pieces(self, num_pieces: int | None) -> None:
         """Learn the piece count (known from the start, or after magnet metadata arrives).
@@ -631,21 +703,33 @@ class WireParser:
         """
         if self._failed is not None:
             raise ProtocolError(f"parser already failed: {self._failed}")
+        if self._rend > self._rstart:  # a message the buffered API left incomplete
+            self._buf[:0] = self._rview[self._rstart : self._rend]
+            self._rstart = self._rend = 0
         events: list[Event] = []
+        append = events.append
+
+        def piece(index: int, begin: int, block: memoryview) -> bool:
+            append(Piece(index, begin, bytes(block)))
+            return False
+
+        def event(ev: Event) -> bool:
+            append(ev)
+            return False
+
         with memoryview(data) as raw:
             mv = raw if raw.format == "B" and raw.ndim == 1 else raw.cast("B")
             try:
-                self._feed(mv, events)
+                self._feed(mv, event, piece)
             except ProtocolError as exc:
-                self._failed = str(exc)
-                self._buf = bytearray()
+                self._fail(str(exc))
                 raise
             finally:
                 if mv is not raw:
                     mv.release()
         return events
 
-    def _feed(self, mv: memoryview, events: list[Event]) -> None:
+    def _feed(self, mv: memoryview, event: _OnEvent, piece: _OnPiece) -> None:
         n = len(mv)
         off = 0
         buf = self._buf
@@ -656,15 +740,15 @@ class WireParser:
             buf += mv[off : off + take]
             off += take
             with memoryview(buf) as bmv:
-                consumed = self._parse(bmv, 0, events)
+                consumed = self._parse(bmv, 0, event, piece)
             if consumed:
                 del buf[:consumed]
         if off < n:
-            pos = self._parse(mv, off, events)
+            pos = self._parse(mv, off, event, piece)
             if pos < n:
                 buf += mv[pos:]
 
-    def _pending_need(self, buf: bytearray) -> int:
+    def _pending_need(self, buf: bytearray | memoryview) -> int:
         """Total size of the message that ``buf`` holds the start of (or of its header)."""
         if self._handshake_pending:
             return HANDSHAKE_LEN
@@ -672,7 +756,138 @@ class WireParser:
             return 4
         return 4 + int(_U32.unpack_from(buf)[0])
 
-    def _parse_handshake(self, mv: memoryview, pos: int, events: list[Event]) -> int:
+    def _fail(self, reason: str) -> None:
+        self._failed = reason
+        self._buf = bytearray()
+        self._rstart = self._rend = 0
+
+    # -- buffered API -------------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """The writable free end of the receive buffer: read up to ``len()`` bytes into it, then
+        call :meth:`buffer_updated` with how many were read.
+
+        Never empty. The buffer is compacted (the one incomplete message moved to the front) or
+        enlarged only when the free end is too short for the message being received or for a
+        useful read; ``sizehint`` is ignored, as asyncio's transports pass none.
+        """
+        if self._buf:  # a message :meth:`feed` left incomplete: continue it here
+            self._adopt(self._buf)
+            self._buf = bytearray()
+        start, end = self._rstart, self._rend
+        if start == end:
+            start = end = self._rstart = self._rend = 0
+        cap = len(self._rbuf)
+        used = end - start
+        missing = self._missing(used)
+        target = cap
+        if self._grow or not cap:
+            target = min(max(2 * cap, RECV_BUFFER_MIN), max(self._recv_max, cap))
+        elif not used and cap > max(self._recv_max, RECV_BUFFER_MIN):
+            target = max(self._recv_max, RECV_BUFFER_MIN)  # shrink after one huge message
+        target = max(target, used + missing)
+        if target != cap:
+            self._realloc(target)
+        elif cap - end < max(missing, cap >> 2) and start:
+            self._rbuf[:used] = self._rview[start:end]
+            self._rstart, self._rend = 0, used
+        self._grow = False
+        view = self._rview[self._rend :]
+        self._offered = len(view)
+        return view
+
+    def buffer_updated(self, nbytes: int, sink: WireSink) -> bool:
+        """``nbytes`` were read into the last :meth:`get_buffer` view: deliver what they complete.
+
+        Returns True when the sink asked to stop. Raises :class:`ProtocolError` on a protocol
+        violation (also one the sink raises); the parser then refuses further input.
+        """
+        if self._failed is not None:
+            raise ProtocolError(f"parser already failed: {self._failed}")
+        if not 0 <= nbytes <= self._offered:
+            raise ValueError(f"buffer_updated({nbytes}) after lending {self._offered} bytes")
+        self._grow = nbytes == self._offered and len(self._rbuf) < self._recv_max
+        self._offered = 0
+        self._rend += nbytes
+        return self._deliver(sink)
+
+    def receive(self, data: bytes | bytearray | memoryview, sink: WireSink) -> bool:
+        """Like reading ``data`` into :meth:`get_buffer` views: for bytes that came another way.
+
+        Returns True when the sink asked to stop (the rest of ``data`` is then kept buffered).
+        """
+        if self._failed is not None:
+            raise ProtocolError(f"parser already failed: {self._failed}")
+        with memoryview(data) as raw:
+            mv = raw if raw.format == "B" and raw.ndim == 1 else raw.cast("B")
+            try:
+                if self._buf:
+                    self._adopt(self._buf)
+                    self._buf = bytearray()
+                off, n = 0, len(mv)
+                while off < n:
+                    room = len(self._rbuf) - self._rend
+                    if room < min(n - off, RECV_BUFFER_MIN):
+                        self.get_buffer()
+                        room = len(self._rbuf) - self._rend
+                    take = min(room, n - off)
+                    end = self._rend + take
+                    self._rview[self._rend : end] = mv[off : off + take]
+                    self._rend = end
+                    off += take
+                    if self._deliver(sink):
+                        if off < n:
+                            self._adopt(mv[off:])
+                        return True
+                return False
+            finally:
+                self._offered = 0
+                if mv is not raw:
+                    mv.release()
+
+    def _deliver(self, sink: WireSink) -> bool:
+        start = self._rstart
+        try:
+            pos = self._parse(self._rview[: self._rend], start, sink.on_event, sink.on_piece)
+        except Exception as exc:
+            # whatever broke (the peer, or the sink while handling a message), the framing
+            # position is lost: this parser cannot be trusted with more input
+            self._fail(str(exc) or type(exc).__name__)
+            raise
+        self._rstart = pos
+        if pos == self._rend:
+            self._rstart = self._rend = 0
+        return self._stopped
+
+    def _missing(self, used: int) -> int:
+        """Bytes still to come of the message whose start is buffered (its header if unknown)."""
+        if self._handshake_pending:
+            return max(0, HANDSHAKE_LEN - used)
+        if used < 4:
+            return 4 - used
+        return 4 + int(_U32.unpack_from(self._rbuf, self._rstart)[0]) - used
+
+    def _realloc(self, size: int) -> None:
+        old = self._rview[self._rstart : self._rend]
+        new = bytearray(size)
+        new[: len(old)] = old
+        self._rview.release()
+        self._rbuf = new
+        self._rview = memoryview(new)
+        self._rstart, self._rend = 0, len(old)
+
+    def _adopt(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the unparsed bytes (growing the buffer as needed)."""
+        used = self._rend - self._rstart
+        if len(self._rbuf) - self._rend < len(data):
+            self._realloc(max(used + len(data), len(self._rbuf)))
+        end = self._rend + len(data)
+        self._rview[self._rend : end] = data
+        self._rend = end
+
+    # ----------------------------------------------------------------------------------------
+
+    def _parse_handshake(self, mv: memoryview, pos: int, event: _OnEvent) -> int:
         have = min(len(mv) - pos, 20)
         if mv[pos : pos + have] != _PROTOCOL_HEADER[:have]:
             raise ProtocolError("bad handshake: not the BitTorrent protocol")
@@ -687,29 +902,33 @@ class WireParser:
         self.handshake = hs
         self._handshake_pending = False
         self.fast = self._offer_fast and hs.supports_fast
-        events.append(hs)
+        self._stopped = bool(event(hs))
         return pos + HANDSHAKE_LEN
 
-    def _parse(self, mv: memoryview, pos: int, events: list[Event]) -> int:
-        """Parse every complete message in ``mv[pos:]``; return where the incomplete rest starts.
+    def _parse(self, mv: memoryview, pos: int, event: _OnEvent, piece: _OnPiece) -> int:
+        """Deliver every complete message in ``mv[pos:]``; return where the unparsed rest starts.
 
         Headers of an incomplete message are validated too, so an oversized or malformed
-        message fails before its body is buffered.
+        message fails before its body is buffered. Stops early (setting ``_stopped``) when a
+        callback returns True.
         """
+        self._stopped = False
         end = len(mv)
         if self._handshake_pending:
-            pos = self._parse_handshake(mv, pos, events)
-            if self._handshake_pending:
+            pos = self._parse_handshake(mv, pos, event)
+            if self._handshake_pending or self._stopped:
                 return pos
-        append = events.append
         unpack_len = _U32.unpack_from
+        unpack_two = _TWO_U32.unpack_from
         limits = self._limits
         max_len = self._max_len
         while end - pos >= 4:
             length: int = unpack_len(mv, pos)[0]
             if length == 0:
-                append(_KEEPALIVE)
                 pos += 4
+                if event(_KEEPALIVE):
+                    self._stopped = True
+                    return pos
                 continue
             if length > max_len:
                 raise ProtocolError(f"message length {length} exceeds limit {max_len}")
@@ -723,16 +942,24 @@ class WireParser:
             if stop > end:
                 break
             if mid == 7:  # PIECE: the hot path, kept first and inline
-                index, begin = _TWO_U32.unpack_from(mv, pos + 5)
+                index, begin = unpack_two(mv, pos + 5)
                 np = self._num_pieces
                 if np is not None and index >= np:
                     raise ProtocolError(f"piece index {index} out of range")
-                append(Piece(index, begin, bytes(mv[pos + 13 : stop])))
-            else:
-                event = self._message(mid, mv, pos + 5, stop)
-                if event is not None:
-                    append(event)
+                block = mv[pos + 13 : stop]
+                pos = stop
+                if piece(index, begin, block):
+                    self._stopped = True
+                    return pos
+                continue
+            ev = self._message(mid, mv, pos + 5, stop)
             pos = stop
+            if ev is not None and event(ev):
+                self._stopped = True
+                return pos
+            # the sink may have learnt the piece count (handshake, metadata): new bounds
+            limits = self._limits
+            max_len = self._max_len
         return pos
 
     def _message(self, mid: int, mv: memoryview, body: int, stop: int) -> Event | None:

@@ -517,6 +517,11 @@ class PiecePicker:
             self._add_untouched(index)
         return set(partial.senders.values())
 
+    def block_senders(self, piece: int) -> dict[int, Hashable]:
+        """Block index -> the peer whose data was kept, for a started piece (for smart ban)."""
+        partial = self._partial.get(piece)
+        return dict(partial.senders) if partial is not None else {}
+
     # ------------------------------------------------------------------ requests
 
     def _drop_requester(self, piece: int, block: int, peer: Hashable) -> None:
