@@ -18,12 +18,14 @@ from ccbt_engine.config import Settings
 from ccbt_engine.create import CreateError, create_torrent_async
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
 from ccbt_engine.net.utp_socket import transport_name
+from ccbt_engine.security.reputation import BannedPeer
 from ccbt_engine.session import SessionCore, SessionError, default_save_path
 from ccbt_engine.state import SessionPersistence, resolve_state_dir
 from ccbt_engine.torrent import AddOptions, PeerState, Torrent, TorrentState
 from ccbt_engine.tracker import TrackerStatus
 
 __all__ = [
+    "BannedPeer",
     "CreateError",
     "FileStatus",
     "MetainfoError",
@@ -179,6 +181,10 @@ class TorrentHandle:
     def peers(self) -> list[PeerStatus]:
         now = time.monotonic()
         return [_peer_status(ps, now) for ps in self._t.peers.values()]
+
+    def banned_peers(self) -> list[BannedPeer]:
+        """Banned addresses with the reason; a ban covers every torrent of the session."""
+        return self._t.session.reputation.banned_peers(time.monotonic())
 
     def files(self) -> list[FileStatus]:
         t = self._t
@@ -411,8 +417,28 @@ class Session:
         await self._core.remove_torrent(bytes.fromhex(info_hash), delete_files=delete_files)
 
     def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
-        """Global limits in bytes per second; 0 = unlimited; None = unchanged."""
+        """Normal global limits in bytes per second; 0 = unlimited; None = unchanged.
+
+        While the alternative limits are on (:attr:`alt_speed`) these wait their turn.
+        """
         self._core.set_global_limits(download, upload)
+
+    @property
+    def alt_speed(self) -> bool:
+        """True while the alternative global limits (``limits.alt_*``) are in force, switched
+        by hand or by the schedule (``limits.alt_schedule_*``, followed by the engine)."""
+        return self._core.alt_speed.active
+
+    def set_alt_speed(self, enabled: bool) -> None:
+        """Switch the alternative limits on or off now (until the schedule's next edge).
+
+        Not written to the config file; an ``AltSpeedChanged`` event announces the change.
+        """
+        self._core.alt_speed.set_enabled(enabled)
+
+    def global_limits(self) -> tuple[int, int]:
+        """The (download, upload) global limits in force now, bytes/s, 0 = unlimited."""
+        return self._core.alt_speed.effective()
 
     async def apply_settings(self, settings: Settings) -> dict[str, tuple[object, object]]:
         """Apply changed settings to the running session; returns what changed.
@@ -444,3 +470,11 @@ class Session:
 
     def subscribe(self, listener: Callable[[ev.Event], None]) -> Callable[[], None]:
         return self._core.events.subscribe(listener)
+
+    def banned_peers(self) -> list[BannedPeer]:
+        """Addresses banned session-wide (bad data, proven by smart ban, or anomalies), why."""
+        return self._core.reputation.banned_peers(time.monotonic())
+
+    def unban_peer(self, address: str) -> bool:
+        """Lift a ban and forget the address's score; False if it was not banned."""
+        return self._core.reputation.unban(address)

@@ -27,8 +27,11 @@ from ccbt_engine.net.encrypted import skey_finder
 from ccbt_engine.net.lsd import SessionLsd
 from ccbt_engine.net.peer import PeerConnection, PeerHandler
 from ccbt_engine.net.utp_socket import UTPListener, start_session_utp
+from ccbt_engine.security.admission import IncomingGuard
 from ccbt_engine.security.ipfilter import IPFilter, IPFilterError, load_filter_async
+from ccbt_engine.security.reputation import Reputation
 from ccbt_engine.stats import RateMeter
+from ccbt_engine.strategy.altspeed import SessionAltSpeed
 from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
 from ccbt_engine.torrent import AddOptions, Torrent, TorrentState
 
@@ -74,7 +77,11 @@ class SessionCore:
         self.down_bucket = TokenBucket(limits.global_down_kib * 1024)
         self.up_bucket = TokenBucket(limits.global_up_kib * 1024)
         self.limiter = RateLimiter()
+        #: normal vs alternative global limits (manual switch and schedule); sets the buckets
+        self.alt_speed = SessionAltSpeed(self)
         self.half_open = 0
+        #: incoming connections: per-IP count, accept rate, half-open and handshake timeout
+        self.admission = IncomingGuard(lambda: self.settings, self.events.publish)
         self.listen_port = 0
         self._servers: list[asyncio.Server] = []
         self.utp: UTPListener | None = None  # uTP on the listen port (network.enable_utp)
@@ -82,6 +89,8 @@ class SessionCore:
         #: one HTTP client for every tracker (connection pooling, one place for the user agent)
         self.http: aiohttp.ClientSession | None = None
         self.ip_filter: IPFilter | None = None
+        #: peer scores and bans by IP, shared by every torrent (security/reputation.py)
+        self.reputation = Reputation()
         #: our address as peers see it (their BEP 10 ``yourip``), for BEP 40 peer priority
         self.external_ip: str | None = None
         self.dht: DHTNode | None = None  # started with the session when network.enable_dht
@@ -101,6 +110,7 @@ class SessionCore:
             lsd = SessionLsd(self)
             self.lsd = lsd if await lsd.start() else None
         await self.load_ip_filter()
+        self.alt_speed.start()
         self.http = aiohttp.ClientSession(headers={"User-Agent": f"{CLIENT_NAME}/{__version__}"})
         self.started = True
         log.info("listening for peers on port %d", self.listen_port)
@@ -132,6 +142,7 @@ class SessionCore:
 
     async def stop(self) -> None:
         """Close every torrent (flushing data) and the listeners."""
+        await self.alt_speed.close()
         for magnet in list(self.magnets.values()):
             await magnet.close()
         for torrent in list(self.torrents.values()):
@@ -153,6 +164,7 @@ class SessionCore:
         if self.utp is not None:
             self.utp.close()
             self.utp = None
+        self.admission.close()
         if self.http is not None:
             await self.http.close()
             self.http = None
@@ -161,13 +173,14 @@ class SessionCore:
 
     # -- connections ----------------------------------------------------------------------
     def _incoming(self) -> PeerConnection:
-        return PeerConnection(
+        conn = PeerConnection(
             peer_id=self.peer_id,
             lookup=self.lookup_torrent,
-            admit=self._admit_incoming,
+            admit=lambda host: self._admit_incoming(host) or self.admission.admit(conn),
             encryption=self.settings.security.encryption,
             skey_lookup=skey_finder(lambda: [*self._by_wire_hash, *self.magnets]),
         )
+        return conn
 
     def _admit_incoming(self, host: str) -> str | None:
         return "blocked by the IP filter" if self.is_blocked(host) else None
@@ -189,13 +202,18 @@ class SessionCore:
         return self.half_open < net.max_half_open and self.peer_count() < net.max_global_peers
 
     async def load_ip_filter(self) -> None:
-        """(Re)load ``security.ip_filter_path``; a list that cannot be read is logged, not fatal."""
+        """(Re)load ``security.ip_filter_path`` with ``ip_whitelist_path`` as its exceptions.
+
+        A list that cannot be read is logged, not fatal: the session keeps running unfiltered
+        rather than refusing to start over a missing file."""
         path = self.settings.security.ip_filter_path
         if path is None:
             self.ip_filter = None
             return
+        allow = self.settings.security.ip_whitelist_path
+        allow_path = Path(allow).expanduser() if allow is not None else None
         try:
-            self.ip_filter, report = await load_filter_async(Path(path).expanduser())
+            self.ip_filter, report = await load_filter_async(Path(path).expanduser(), allow_path)
         except IPFilterError as exc:
             log.error("IP filter not loaded: %s", exc)
             return
@@ -240,6 +258,7 @@ class SessionCore:
         for key in [k for k, t in self._by_wire_hash.items() if t is torrent]:
             del self._by_wire_hash[key]
         await torrent.close(delete_files=delete_files)
+        self.reputation.forget_torrent(torrent.info_hash)  # its smart-ban evidence (bans stay)
         self.events.publish(
             ev.TorrentRemoved(info_hash=torrent.info_hash_hex, with_data=delete_files)
         )
@@ -253,7 +272,14 @@ class SessionCore:
             self.set_global_limits(
                 new.limits.global_down_kib * 1024, new.limits.global_up_kib * 1024
             )
-        if "security.ip_filter_path" in keys:
+        if any(k.startswith("limits.alt_") for k in keys):
+            self.alt_speed.settings_changed(new.limits, keys)
+        if keys & {"limits.per_peer_down_kib", "limits.per_peer_up_kib"}:
+            for torrent in self.torrents.values():
+                for ps in torrent.peers.values():
+                    ps.down_bucket.set_rate(new.limits.per_peer_down_kib * 1024)
+                    ps.up_bucket.set_rate(new.limits.per_peer_up_kib * 1024)
+        if keys & {"security.ip_filter_path", "security.ip_whitelist_path"}:
             await self.load_ip_filter()
         if self.started and keys & {
             "network.listen_port",
@@ -287,12 +313,17 @@ class SessionCore:
             self.dht = await start_session_dht(self)
 
     def set_global_limits(self, download: int | None = None, upload: int | None = None) -> None:
-        if download is not None:
-            self.down_bucket.set_rate(download)
-        if upload is not None:
-            self.up_bucket.set_rate(upload)
+        """The normal global limits; while the alternative ones are on, they wait their turn."""
+        self.alt_speed.set_normal(download, upload)
         if self.persistence is not None:
             self.persistence.request_session()
+
+    def peer_buckets(self) -> tuple[TokenBucket, TokenBucket]:
+        """Fresh (download, upload) buckets for one connection (``limits.per_peer_*``)."""
+        limits = self.settings.limits
+        return TokenBucket(limits.per_peer_down_kib * 1024), TokenBucket(
+            limits.per_peer_up_kib * 1024
+        )
 
 
 def default_save_path(settings: Settings) -> Path:

@@ -515,8 +515,8 @@ class SessionPersistence:
     def _snapshot_state(self) -> SessionState:
         core = self.core
         state = self.state
-        down = int(core.down_bucket.rate)
-        up = int(core.up_bucket.rate)
+        # the normal limits, not the buckets: those hold the alternative ones while alt is on
+        down, up = core.alt_speed.normal
         limits = core.settings.limits
         # persist only limits that differ from the settings (set by a command)
         state.download_limit = None if down == limits.global_down_kib * 1024 else down

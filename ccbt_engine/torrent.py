@@ -35,6 +35,8 @@ from ccbt_engine.protocol.extension import (
 from ccbt_engine.protocol.fast import allowed_fast_set
 from ccbt_engine.protocol.peer_priority import peer_priority
 from ccbt_engine.protocol.wire import ProtocolError
+from ccbt_engine.security.guard import ActiveBans, PeerGuard
+from ccbt_engine.security.peer_limits import RequestGuard, request_flood
 from ccbt_engine.state import initial_check
 from ccbt_engine.stats import RateMeter
 from ccbt_engine.storage.errors import StorageError
@@ -43,6 +45,7 @@ from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.choker import Choker, PeerChokeInfo, is_snubbed
 from ccbt_engine.strategy.picker import PRIORITY_NORMAL, PiecePicker
 from ccbt_engine.strategy.ratelimit import TokenBucket
+from ccbt_engine.strategy.upload import READ_AHEAD, batch_bytes, peek_batch, take_batch
 from ccbt_engine.tracker import AnnounceStats
 from ccbt_engine.tracker_link import TrackerLink
 
@@ -58,8 +61,6 @@ MAX_UPLOAD_QUEUE = 500
 #: seconds an outstanding request may wait before it is re-assigned
 REQUEST_TIMEOUT = 60.0
 KEEPALIVE_INTERVAL = 60.0
-IDLE_TIMEOUT = 180.0
-HANDSHAKE_TIMEOUT = 20.0
 #: seconds of download worth of requests kept in flight per peer (bandwidth-delay sizing)
 REQUEST_QUEUE_TIME = 3.0
 MIN_QUEUE_DEPTH = 16
@@ -104,12 +105,20 @@ class PeerState:
     last_sent: float = 0.0
     client: str = ""
     reqq: int = 250
+    #: refused requests (security.peer_limits): too many disconnect the peer as a flood
+    request_guard: RequestGuard = field(default_factory=RequestGuard)
     hash_fails: int = 0
     snubbed: bool = False
     extensions: ExtensionHandshake | None = None
     resume_timer: asyncio.TimerHandle | None = None
+    #: per-connection limits (limits.per_peer_*), charged with the torrent's and the session's
+    down_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(0))
+    up_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(0))
     #: a block arrived in the current read: top up requests when the read is handled
     refill: bool = False
+    #: verified pieces the peer already has: their HAVEs ride with our next requests (a send
+    #: per piece to a seed is a syscall for nothing it needs), or go out on the next tick
+    haves: list[int] = field(default_factory=list)
 
     @property
     def fast(self) -> bool:
@@ -176,7 +185,9 @@ class Torrent:
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: deque[tuple[str, int, str]] = deque()
         self.known_peers: set[tuple[str, int]] = set()
-        self.banned: dict[str, str] = {}
+        #: session-wide bans in force (host -> reason), expiring; see security/guard.py
+        self.banned = ActiveBans(session.reputation)
+        self.guard = PeerGuard(self)  # reputation, smart ban, anomaly detection
         self.choker = Choker()
         self.down = RateMeter()
         self.up = RateMeter()
@@ -278,7 +289,12 @@ class Torrent:
     async def close(self, *, delete_files: bool = False) -> None:
         self._closed = True
         await self._stop_activity()
-        await self.storage.close()
+        try:
+            await self.storage.close()
+        except StorageError as exc:
+            # e.g. still no space: the unwritten blocks are lost and will be downloaded again;
+            # raising here would stop the session from closing the other torrents
+            log.warning("%s: closing with unwritten data: %s", self.name, exc)
         if delete_files:
             await self.storage.delete_files()
 
@@ -454,7 +470,8 @@ class Torrent:
             )
             conn = connected
             self.session.half_open -= 1
-            await asyncio.wait_for(asyncio.shield(conn.handshake_done), HANDSHAKE_TIMEOUT)
+            hs_timeout = self.session.settings.network.handshake_timeout
+            await asyncio.wait_for(asyncio.shield(conn.handshake_done), hs_timeout)
         except (OSError, TimeoutError, ConnectionError) as exc:
             log.debug("%s: connect to %s:%d failed: %s", self.name, host, port, exc)
             if conn is None:
@@ -483,8 +500,8 @@ class Torrent:
         host = conn.address[0]
         if self.session.is_blocked(host):
             return "blocked by the IP filter"
-        if host in self.banned:
-            return f"banned: {self.banned[host]}"
+        if (ban_reason := self.banned.get(host)) is not None:  # session-wide, expiring
+            return f"banned: {ban_reason}"
         limit = self.session.settings.network.max_peers_per_torrent
         if len(self.peers) >= limit:
             return "too many peers for this torrent"
@@ -500,9 +517,11 @@ class Torrent:
             last_received=now,
             last_sent=now,
         )
+        ps.down_bucket, ps.up_bucket = self.session.peer_buckets()
         self.peers[conn] = ps
         self.known_peers.add(conn.address)
         self._failures.pop(conn.address, None)
+        self.guard.on_connected(host, now)
         self._send_greeting(ps)
         return None
 
@@ -562,6 +581,7 @@ class Torrent:
         ps = self.peers.pop(conn, None)
         if ps is None:
             return
+        self.guard.on_closed(conn.address[0], reason, time.monotonic())
         # only outgoing peers: an incoming peer's address has an ephemeral port
         retry = conn.outgoing and not reason.startswith(NO_RETRY_REASONS)
         if retry and not (ps.is_seed and self.picker.is_seed()):
@@ -594,7 +614,7 @@ class Torrent:
         ps.last_received = now
         match event:
             case wire.Piece():
-                self._on_piece(ps, event, now)
+                self._on_piece(ps, event.index, event.begin, event.data, now)
             case wire.Request():
                 self._on_request(ps, event)
             case wire.Have():
@@ -707,10 +727,21 @@ class Torrent:
     # -- downloading ---------------------------------------------------------------------
     def _queue_depth(self, ps: PeerState, now: float) -> int:
         rate = ps.down.rate(now)
-        depth = int(rate * REQUEST_QUEUE_TIME / BLOCK)
+        if rate > 0:
+            depth = int(rate * REQUEST_QUEUE_TIME / BLOCK)
+        else:
+            # no rate measured yet (the first half second of data): slow start, one more
+            # request per block received, so a fast peer is not held to MIN for that long
+            depth = MIN_QUEUE_DEPTH + ps.down.total // BLOCK
         return max(MIN_QUEUE_DEPTH, min(depth, ps.reqq, 1000))
 
-    def _fill_requests(self, ps: PeerState) -> None:
+    def _fill_requests(self, ps: PeerState, *, top_up: bool = False) -> None:
+        """Request blocks up to the peer's queue depth.
+
+        ``top_up`` (after a read delivered blocks): wait until a quarter of the queue is free,
+        so a fast peer gets one large batch of requests per several reads, not a small send
+        (a syscall, and on loopback the peer's whole receive path) per read.
+        """
         if not ps.am_interested or ps.conn.closed or self.state != TorrentState.DOWNLOADING:
             return
         allowed: set[int] | None = None
@@ -719,29 +750,47 @@ class Torrent:
                 return
             allowed = ps.allowed_fast_in
         now = time.monotonic()
-        want = self._queue_depth(ps, now) - len(ps.requests)
-        if want <= 0:
+        depth = self._queue_depth(ps, now)
+        want = depth - len(ps.requests)
+        if want <= 0 or (top_up and want < depth >> 2 and ps.requests):
             return
         blocks = self.picker.pick(ps.conn, want, allowed_fast_only=allowed)
         if not blocks:
+            if ps.haves:
+                self._flush_haves(ps)
             if not ps.requests:
                 self._update_interest(ps)
             return
-        parts = []
+        parts = [wire.encode_have(i) for i in ps.haves]
+        ps.haves.clear()
         for b in blocks:
             ps.requests[(b.piece, b.begin)] = (b.length, now)
             parts.append(wire.encode_request(b.piece, b.begin, b.length))
         ps.conn.send(b"".join(parts))
         ps.last_sent = now
 
+    def _flush_haves(self, ps: PeerState) -> None:
+        ps.conn.send(b"".join(wire.encode_have(i) for i in ps.haves))
+        ps.haves.clear()
+
     def _abort_requests(self, ps: PeerState) -> None:
         for piece, begin in ps.requests:
             self.picker.abort_request(ps.conn, piece, begin)
         ps.requests.clear()
 
-    def _on_piece(self, ps: PeerState, msg: wire.Piece, now: float) -> None:
-        key = (msg.index, msg.begin)
-        size = len(msg.data)
+    def on_peer_piece(self, conn: PeerConnection, index: int, begin: int, data: memoryview) -> None:
+        """A block straight from the connection's receive buffer (no ``wire.Piece`` per block)."""
+        ps = self.peers.get(conn)
+        if ps is not None:
+            now = time.monotonic()
+            ps.last_received = now
+            self._on_piece(ps, index, begin, data, now)
+
+    def _on_piece(
+        self, ps: PeerState, index: int, begin: int, data: bytes | memoryview, now: float
+    ) -> None:
+        key = (index, begin)
+        size = len(data)
         ps.down.add(size, now)
         self.down.add(size, now)
         self.session.down.add(size, now)
@@ -752,22 +801,22 @@ class Torrent:
             self.wasted += size
             self._fill_requests(ps)
             return
-        for other, req in self.picker.block_received(ps.conn, msg.index, msg.begin):
+        for other, req in self.picker.block_received(ps.conn, index, begin):
             ops = self.peers.get(other)  # type: ignore[call-overload]
             if ops is not None and ops.requests.pop((req.piece, req.begin), None) is not None:
                 ops.conn.send(wire.encode_cancel(req.piece, req.begin, req.length))
         try:
-            crowded = self.storage.cache_block(msg.index, msg.begin, msg.data)
+            crowded = self.storage.cache_block(index, begin, data)  # copies a view it is given
         except StorageError as exc:
-            self.picker.piece_failed(msg.index)
+            self.picker.piece_failed(index)
             self._fail(f"{exc} (torrent paused; resume to retry)")
             return
         if crowded and not self._relieving:
             self._relieving = True
             self._spawn(self._relieve_cache())
-        if self.picker.piece_complete(msg.index) and msg.index not in self._hashing:
-            self._hashing.add(msg.index)
-            self._spawn(self._verify(msg.index))
+        if self.picker.piece_complete(index) and index not in self._hashing:
+            self._hashing.add(index)
+            self._spawn(self._verify(index))
         self._throttle_download(ps, size)
         ps.refill = True  # requests are topped up once per read, not once per block
 
@@ -776,17 +825,20 @@ class Torrent:
         ps = self.peers.get(conn)
         if ps is not None and ps.refill:
             ps.refill = False
-            self._fill_requests(ps)
+            self._fill_requests(ps, top_up=True)
 
     def _throttle_download(self, ps: PeerState, size: int) -> None:
-        if self.down_bucket.unlimited and self.session.down_bucket.unlimited:
+        # per block: plain attribute tests, no tuple or generator when nothing is limited
+        if (
+            self.down_bucket.unlimited
+            and ps.down_bucket.unlimited
+            and self.session.down_bucket.unlimited
+        ):
             return
+        buckets = (self.down_bucket, self.session.down_bucket, ps.down_bucket)
         loop = asyncio.get_running_loop()
         now = loop.time()  # the clock RateLimiter uses for the same buckets
-        delay = max(
-            self.down_bucket.consume(size, now),
-            self.session.down_bucket.consume(size, now),
-        )
+        delay = max(b.consume(size, now) for b in buckets)
         if delay > 0.001:
             # one read can carry many blocks: keep a single timer, for the latest debt
             ps.conn.pause_reading()
@@ -804,6 +856,7 @@ class Torrent:
             self._relieving = False
 
     async def _verify(self, piece: int) -> None:
+        evidence = self.guard.before_hash(piece)  # who sent which block, for smart ban
         try:
             ok = await self.storage.hash_piece(piece)
         except StorageError as exc:
@@ -815,9 +868,13 @@ class Torrent:
             self._hashing.discard(piece)
         if ok:
             self.picker.piece_passed(piece)
+            self.guard.piece_passed(piece, evidence)
             have = wire.encode_have(piece)
             for ps in list(self.peers.values()):
-                ps.conn.send(have)
+                if ps.requests and ps.bitfield[piece]:
+                    ps.haves.append(piece)
+                else:
+                    ps.conn.send(have)
                 if ps.am_interested and not ps.requests:
                     self._fill_requests(ps)
             if self._done():
@@ -833,10 +890,8 @@ class Torrent:
                 continue
             addresses.append(ps.conn.address_text)
             ps.hash_fails += 1
-            threshold = self.session.settings.security.ban_after_hash_failures
-            # only a sole contributor is surely guilty; shared pieces just count against it
-            if threshold and len(contributors) == 1 and ps.hash_fails >= threshold:
-                self._ban(ps, f"sent data failing the hash check {ps.hash_fails} times")
+        # sole contributors are charged, shared pieces wait for smart ban (security/reputation.py)
+        self.guard.piece_failed(piece, evidence)
         self.session.events.publish(
             ev.PieceHashFailed(info_hash=self.info_hash_hex, piece=piece, peers=tuple(addresses))
         )
@@ -844,12 +899,8 @@ class Torrent:
             self._fill_requests(ps)
 
     def _ban(self, ps: PeerState, reason: str) -> None:
-        host = ps.conn.address[0]
-        self.banned[host] = reason
-        self.session.events.publish(
-            ev.PeerBanned(info_hash=self.info_hash_hex, address=ps.conn.address_text, reason=reason)
-        )
-        ps.conn.close(f"banned: {reason}")
+        """Ban the peer's address in every torrent of the session for security.ban_duration."""
+        self.guard.ban(ps.conn.address[0], reason)
 
     def _on_finished(self) -> None:
         self._set_state(TorrentState.SEEDING)
@@ -871,6 +922,11 @@ class Torrent:
 
     # -- uploading ------------------------------------------------------------------------
     def _on_request(self, ps: PeerState, req: wire.Request) -> None:
+        self.guard.on_request(ps.conn.address[0])
+        flood = request_flood(ps, req, self.picker.have, MAX_UPLOAD_QUEUE, time.monotonic())
+        if flood is not None:
+            ps.conn.close(flood)
+            return
         if not 0 <= req.index < self.info.num_pieces or not self.picker.have[req.index]:
             self._reject(ps, req)
             return
@@ -903,26 +959,42 @@ class Torrent:
 
     async def _upload_loop(self, ps: PeerState) -> None:
         try:
+            # serve queued requests in batches: one storage call (usually none: the chunk is
+            # cached) and one write per batch, not an executor round trip per 16 KiB block
+            buckets = (self.up_bucket, self.session.up_bucket, ps.up_bucket)
             while ps.upload_queue and not ps.conn.closed and not ps.conn.write_paused:
-                req = ps.upload_queue.popleft()
-                try:
-                    data = await self.storage.read_block(req.index, req.begin, req.length)
-                except StorageError as exc:
-                    self._fail(str(exc))
-                    return
-                await self.session.limiter.acquire(
-                    len(data), (self.up_bucket, self.session.up_bucket)
-                )
+                limit = batch_bytes(buckets)
+                batch = take_batch(ps.upload_queue, limit)
+                reqs = [(r.index, r.begin, r.length) for r in batch]
+                ahead = peek_batch(ps.upload_queue, limit * READ_AHEAD)
+                self.storage.prefetch([(r.index, r.begin, r.length) for r in ahead])
+                views = self.storage.cached_reads(reqs)
+                if views is None:
+                    try:
+                        views = await self.storage.read_blocks(reqs)
+                    except StorageError as exc:
+                        self._fail(str(exc))
+                        return
+                size = sum(r.length for r in batch)
+                await self.session.limiter.acquire(size, buckets)
                 if ps.conn.closed:
                     return
+                parts: list[bytes | memoryview] = []
+                for r, view in zip(batch, views, strict=True):
+                    if ps.am_choking and r.index not in ps.allowed_fast_out:
+                        self._reject(ps, r)  # choked while we were reading: not sent
+                        size -= r.length
+                        continue
+                    parts.append(wire.encode_piece_header(r.index, r.begin, r.length))
+                    parts.append(view)
+                if not parts:
+                    continue
                 now = time.monotonic()
-                ps.conn.send_parts(
-                    [wire.encode_piece_header(req.index, req.begin, len(data)), data]
-                )
+                ps.conn.send_parts(parts)
                 ps.last_sent = now
-                ps.up.add(len(data), now)
-                self.up.add(len(data), now)
-                self.session.up.add(len(data), now)
+                ps.up.add(size, now)
+                self.up.add(size, now)
+                self.session.up.add(size, now)
         finally:
             ps.upload_task = None
         if ps.upload_queue and not ps.conn.write_paused:
@@ -979,10 +1051,13 @@ class Torrent:
     def _tick(self, now: float) -> None:
         self._requeue_due(now)
         keepalive = wire.encode_keepalive()
+        idle_timeout = self.session.settings.network.peer_idle_timeout
         for ps in list(self.peers.values()):
-            if now - ps.last_received > IDLE_TIMEOUT:
+            if now - ps.last_received > idle_timeout:
                 ps.conn.close("idle timeout")
                 continue
+            if ps.haves:
+                self._flush_haves(ps)
             if now - ps.last_sent > KEEPALIVE_INTERVAL:
                 ps.conn.send(keepalive)
                 ps.last_sent = now
@@ -999,6 +1074,7 @@ class Torrent:
             self._last_rechoke = now
             self._rechoke(now)
         self.extensions.on_tick(now)
+        self.guard.tick(now)
         self._connect_more()
 
     # -- status ---------------------------------------------------------------------------

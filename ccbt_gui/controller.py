@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ccbt_engine import events as ev
 from ccbt_engine.api import Session, SessionError, TorrentHandle, TorrentStatus, TrackerStatus
-from ccbt_engine.config import LiveSettings, Settings
+from ccbt_engine.config import Changes, LiveSettings, Settings
 from ccbt_engine.metainfo import Metainfo
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class EngineController(QObject):
         super().__init__(parent)
         #: the GUI's view of the settings; observers apply changed keys to the running session
         self.live = LiveSettings(settings)
-        self.live.subscribe(lambda _c, _s: self.apply_limits(), "limits")
+        self.live.subscribe(lambda c, _s: self.apply_limits(c), "limits")
         self.live.subscribe(lambda _c, _s: self._restart_snapshots(), "ui.snapshot_interval_ms")
         self.session: Session | None = None
         self._snap_task: asyncio.Task[None] | None = None
@@ -99,10 +99,10 @@ class EngineController(QObject):
     def set_settings(self, settings: Settings) -> dict[str, tuple[object, object]]:
         """Apply new settings; returns the changed keys at once.
 
-        GUI-side keys (snapshot interval, alternative limits) apply immediately through
-        :attr:`live`; the engine gets the whole set through ``Session.apply_settings`` in a
-        background task (:attr:`applying`), since restarting listeners or the DHT is async and a
-        click handler must not wait for it. A failure (say, a busy port) becomes a message.
+        Limits and the snapshot interval apply immediately through :attr:`live`; the engine
+        gets the whole set through ``Session.apply_settings`` in a background task
+        (:attr:`applying`), since restarting listeners or the DHT is async and a click handler
+        must not wait for it. A failure (say, a busy port) becomes a message.
         """
         changes = self.live.apply(settings)
         if changes and self.session is not None:
@@ -111,22 +111,19 @@ class EngineController(QObject):
 
     async def _apply_to_session(self, settings: Settings) -> dict[str, tuple[object, object]]:
         assert self.session is not None
-        changes = await self.session.apply_settings(settings)
-        # the engine knows only the global limits; the alternative ones are a GUI switch
-        if self.settings.limits.alt_enabled and any(k.startswith("limits.") for k in changes):
-            self.apply_limits()
-        return changes
+        return await self.session.apply_settings(settings)
 
-    def apply_limits(self) -> None:
+    def apply_limits(self, changes: Changes) -> None:
+        """Changed limit keys reach the engine at once (a tray click must not wait for
+        ``apply_settings``). The engine owns the alternative-speed switch and its schedule:
+        the GUI only flips it, exactly as the CLI or the daemon would."""
         if self.session is None:
             return
         lim = self.settings.limits
-        down, up = (
-            (lim.alt_down_kib, lim.alt_up_kib)
-            if lim.alt_enabled
-            else (lim.global_down_kib, lim.global_up_kib)
-        )
-        self.session.set_limits(down * 1024, up * 1024)
+        if changes.keys() & {"limits.global_down_kib", "limits.global_up_kib"}:
+            self.session.set_limits(lim.global_down_kib * 1024, lim.global_up_kib * 1024)
+        if "limits.alt_enabled" in changes:
+            self.session.set_alt_speed(lim.alt_enabled)
 
     # -- state ------------------------------------------------------------
     def _restart_snapshots(self) -> None:

@@ -51,6 +51,7 @@ from ccbt_engine.config import (
     load_settings_with_sources,
     user_config_path,
 )
+from ccbt_engine.strategy.altspeed import AltSpeedChanged
 from ccbt_gui import formatting as fmt
 from ccbt_gui.adding import AddingMixin
 from ccbt_gui.controller import EngineController
@@ -337,6 +338,10 @@ class MainWindow(AddingMixin, QMainWindow):
             self.show_message(f"Error: {event.message}")
         elif isinstance(event, ev.PeerBanned):
             self.show_message(f"Banned peer {event.address}: {event.reason}")
+        elif isinstance(event, AltSpeedChanged) and (
+            event.enabled != self.settings.limits.alt_enabled
+        ):
+            self.set_alt_speed(event.enabled)  # the engine's schedule flipped it: follow
 
     def on_global_rates(self, down: float, up: float) -> None:
         self.rates_label.setText(f"↓ {fmt.rate_always(down)}   ↑ {fmt.rate_always(up)}")
@@ -514,7 +519,11 @@ class MainWindow(AddingMixin, QMainWindow):
         self.controller.remove(hashes, delete_files=False)
 
     def set_alt_speed(self, enabled: bool) -> None:
-        """Switch alternative limits now (applied live; not written to the config file)."""
+        """Switch alternative limits now (applied live; not written to the config file).
+
+        The engine owns the switch (``Session.set_alt_speed``, reached through the controller)
+        and its schedule; its ``AltSpeedChanged`` events bring the tray back in line.
+        """
         from ccbt_engine.config import update_settings
 
         self.settings = update_settings(self.settings, {"limits.alt_enabled": enabled})

@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "download": "ccbt_engine.cli.download_cmd:download",
     "seed": "ccbt_engine.cli.download_cmd:seed",
     "magnet": "ccbt_engine.cli.magnet_cmd:magnet",
+    "daemon": "ccbt_engine.cli.daemon_cmd:daemon",
+    "dashboard": "ccbt_engine.cli.dashboard_cmd:dashboard",
 }
 
 

@@ -132,7 +132,11 @@ class NetworkSettings(_Section):
         10.0, "Seconds to wait for the BitTorrent handshake.", gt=0, le=300
     )
     peer_idle_timeout: float = _f(
-        120.0, "Seconds without any message before a peer is dropped.", gt=0, le=3600
+        180.0,
+        "Seconds without any message before a peer is dropped (peers send keep-alives about"
+        " every 2 minutes, so keep this above 120).",
+        gt=0,
+        le=3600,
     )
     max_outstanding_requests: int = _f(
         64, "Block requests kept in flight per peer (pipelining).", ge=1, le=2048
@@ -201,6 +205,12 @@ class LimitsSettings(_Section):
     per_torrent_up_kib: int = _f(
         0, "Default upload limit for a new torrent in KiB/s; 0 = unlimited.", ge=0
     )
+    per_peer_down_kib: int = _f(
+        0, "Download limit for each peer connection in KiB/s; 0 = unlimited.", ge=0
+    )
+    per_peer_up_kib: int = _f(
+        0, "Upload limit for each peer connection in KiB/s; 0 = unlimited.", ge=0
+    )
     alt_enabled: bool = _f(False, "Use the alternative limits now (manual switch).")
     alt_down_kib: int = _f(1024, "Alternative download limit in KiB/s; 0 = unlimited.", ge=0)
     alt_up_kib: int = _f(256, "Alternative upload limit in KiB/s; 0 = unlimited.", ge=0)
@@ -234,16 +244,45 @@ class SecuritySettings(_Section):
         "Blocklist file (eMule DAT / PeerGuardian P2P format); empty = no filter.",
         allowed="a file path, or empty for no filter",
     )
+    ip_whitelist_path: OptionalPath = _f(
+        None,
+        "Allow-list in the same formats; its ranges are never blocked (overrides the blocklist).",
+        allowed="a file path, or empty for none",
+    )
     max_connections_per_ip: int = _f(
         4,
         "Connections accepted from one IP address (limits Sybil floods, allows NATed homes).",
         ge=1,
         le=1000,
     )
-    ban_after_hash_failures: int = _f(
-        3, "Ban a peer after this many failed pieces it contributed to; 0 = never ban.", ge=0
+    max_incoming_half_open: int = _f(
+        100, "Incoming connections still in the handshake at once; more are refused.", ge=1
     )
-    ban_duration: int = _f(3600, "Seconds a ban lasts.", ge=0)
+    incoming_rate: int = _f(
+        50, "New incoming connections accepted per second from all addresses together.", ge=1
+    )
+    incoming_rate_per_ip: int = _f(
+        5, "New incoming connections accepted per second from one IP address.", ge=1
+    )
+    ban_after_hash_failures: int = _f(
+        3,
+        "Ban a peer after this many pieces failing the hash check that it alone sent "
+        "(pieces shared with others count partly, smart ban proofs at once); 0 = never ban.",
+        ge=0,
+    )
+    ban_duration: int = _f(3600, "Seconds a ban lasts; 0 = until the session ends.", ge=0)
+    smart_ban: bool = _f(
+        True, "Compare blocks of failed pieces with the verified data to find the liar."
+    )
+    reputation_half_life: float = _f(
+        1800.0, "Seconds for a peer's misbehaviour score to halve (forgiveness).", gt=0
+    )
+    anomaly_z_threshold: float = _f(
+        4.0,
+        "Robust z-score above which a peer's behaviour is anomalous among the torrent's peers; "
+        "0 = off.",
+        ge=0,
+    )
     verify_tls: bool = _f(True, "Verify certificates of HTTPS trackers and web seeds.")
 
 

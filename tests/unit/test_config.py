@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import tomllib
 from collections.abc import Iterator
@@ -39,6 +40,11 @@ from ccbt_engine.config import (
 )
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+_GEN = Path(__file__).resolve().parents[2] / "scripts" / "gen_config_docs.py"
+_spec = importlib.util.spec_from_file_location("gen_config_docs", _GEN)
+assert _spec is not None and _spec.loader is not None
+gen_config_docs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen_config_docs)
 
 
 @pytest.fixture(autouse=True)
@@ -617,5 +623,7 @@ def test_docs_table_lists_every_setting_with_its_default() -> None:
         if spec.key != "disk.download_path":  # platform dependent
             shown = format_value(spec.default) or '""'
             assert f"`{shown}`" in rows[spec.key], spec.key
+    # the whole tables, descriptions and bounds included: scripts/gen_config_docs.py writes them
+    assert gen_config_docs.render(text) == text, "run python scripts/gen_config_docs.py"
     for key in SECRET_KEYS:
         assert key in text
