@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from ccbt_engine.remote.client import RemoteClient
-from tests.interop.refpeers import LibtorrentPeer, make_torrent, sha256_tree
+from tests.interop.refpeers import LibtorrentPeer, free_port, make_torrent, sha256_tree
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
@@ -123,6 +123,7 @@ def daemons(env: dict[str, str]) -> Iterator[Callable[[], Daemon]]:
     yield make
     for d in started:
         d.kill()
+        print("".join(d.lines))  # shown by pytest only when the test failed
 
 
 async def _until(pred: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -192,3 +193,82 @@ async def test_daemon_rest_dashboard_and_restart(
         assert (await _torrent(client, ih))["uploaded"] > 0
     assert sha256_tree(tmp_path / "lt" / made.name) == sha256_tree(payload_16m)
     assert await asyncio.to_thread(daemon.terminate) == 0, "".join(daemon.lines)
+
+
+def _ccbt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ccbt_engine", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        return str(reply.read().decode())
+
+
+async def test_remote_cli_metrics_and_live_config(
+    daemons: Callable[[], Daemon], env: dict[str, str], tmp_path: Path
+) -> None:
+    """``ccbt remote`` commands against the daemon process; its Prometheus endpoint; and a
+    config change (``ccbt config set``) applied without a restart."""
+    metrics, moved = free_port(), free_port()
+    config = tmp_path / "config" / "config.toml"
+    config.write_text(
+        CONFIG + f"\n[observability]\nenable_metrics = true\nmetrics_port = {metrics}\n"
+    )
+    data = tmp_path / "seed" / "data.bin"
+    data.parent.mkdir()
+    data.write_bytes(os.urandom(300_000))
+    made = make_torrent(data, None, 16384, tmp_path / "r.torrent", "v1")
+    assert made.info_hash_v1 is not None
+    ih = made.info_hash_v1.hex()
+    url = daemons().start()
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    run = lambda *a: asyncio.to_thread(_ccbt, env, "remote", "--port", port, *a)  # noqa: E731
+
+    added = await run("add", str(made.path), "--paused", "-o", str(data.parent))
+    assert added.returncode == 0 and ih in added.stdout, added.stderr
+    listed = await run("list")
+    assert "paused" in listed.stdout and ih[:12] in listed.stdout, listed.stdout
+    resumed = await run("resume", ih[:8])
+    assert resumed.returncode == 0, resumed.stderr
+
+    async def seeding() -> bool:
+        shown = await run("list", "--json")
+        return json.loads(shown.stdout)[0]["state"] == "seeding"
+
+    await _until(seeding, 60, "the resumed torrent to seed")
+    assert 'ccbt_torrents{state="seeding"} 1.0' in await asyncio.to_thread(_scrape, metrics)
+    limits = await run("limits", "--down", "100")
+    assert "down 100.0 KiB/s" in limits.stdout, limits.stdout
+
+    wrong = await asyncio.to_thread(
+        _ccbt, {**env, "CCBT_REMOTE_PASSWORD": "nope"}, "remote", "--port", port, "status"
+    )
+    assert wrong.returncode == 1 and "refused our credentials" in wrong.stderr
+    ambiguous = await run("pause", "zz")
+    assert ambiguous.returncode == 1 and "matches no torrent" in ambiguous.stderr
+
+    # a config change reaches the running daemon: the metrics endpoint moves
+    set_port = await asyncio.to_thread(
+        _ccbt, env, "config", "set", "observability.metrics_port", str(moved)
+    )
+    assert set_port.returncode == 0, set_port.stderr
+
+    async def moved_there() -> bool:
+        try:
+            return "ccbt_torrents" in await asyncio.to_thread(_scrape, moved)
+        except OSError:
+            return False
+
+    await _until(moved_there, 30, "the metrics endpoint to move")
+
+    removed = await run("remove", ih[:10])
+    assert removed.returncode == 0 and f"removed {ih}" in removed.stdout
+    assert json.loads((await run("list", "--json")).stdout) == []
