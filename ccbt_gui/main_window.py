@@ -8,6 +8,7 @@ script rely on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import (
@@ -44,14 +45,13 @@ from PySide6.QtWidgets import (
 
 from ccbt_engine import CLIENT_NAME
 from ccbt_engine import events as ev
-from ccbt_engine.api import SessionError, TorrentStatus, TrackerStatus
+from ccbt_engine.api import QueueDirection, SessionError, TorrentStatus, TrackerStatus
 from ccbt_engine.config import (
     ConfigError,
     Settings,
     load_settings_with_sources,
     user_config_path,
 )
-from ccbt_engine.strategy.altspeed import AltSpeedChanged
 from ccbt_gui import formatting as fmt
 from ccbt_gui.adding import AddingMixin
 from ccbt_gui.controller import EngineController
@@ -62,6 +62,7 @@ from ccbt_gui.dialogs.torrent_options import (
     pending_magnet_link,
 )
 from ccbt_gui.icons import app_icon
+from ccbt_gui.models.bans import BanClock, BanRow
 from ccbt_gui.models.torrents import HASH_ROLE, Column, TorrentFilterProxy, TorrentTableModel
 from ccbt_gui.state import gui_state
 from ccbt_gui.tray import Tray
@@ -112,6 +113,9 @@ class MainWindow(AddingMixin, QMainWindow):
         self.sidebar = StatusSidebar(self.model)
         self.sidebar.categoryChanged.connect(self.proxy.set_category)
         self.details = DetailsPane(self._handle, self._tracker_rows)
+        self.ban_clock = BanClock()  # when this window saw each ban (the engine has no clock)
+        self.details.ban_rows = self.ban_rows
+        self.details.unbanRequested.connect(self.unban_peer)
         self._build_actions()
         self._build_toolbar()
         self._build_layout()
@@ -149,7 +153,7 @@ class MainWindow(AddingMixin, QMainWindow):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         widths = {Column.NAME: 250, Column.SIZE: 80, Column.PROGRESS: 115, Column.STATUS: 145}
         widths |= {Column.DOWN: 85, Column.UP: 85, Column.ETA: 70, Column.ADDED: 125}
-        widths |= {Column.SEEDS: 55, Column.PEERS: 55, Column.RATIO: 55}
+        widths |= {Column.SEEDS: 55, Column.PEERS: 55, Column.RATIO: 55, Column.QUEUE: 40}
         for col, width in widths.items():
             header.resizeSection(col, width)
         table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -192,6 +196,22 @@ class MainWindow(AddingMixin, QMainWindow):
         self.act_recheck = self._action(
             "Force recheck", sp.SP_BrowserReload, "", self.recheck_selected
         )
+        # queue order (limits.max_active_*): qBittorrent's Move up/down/to top/to bottom
+        self.act_queue_top = self._action(
+            "Move to top", sp.SP_ArrowUp, "Ctrl+Shift+Home", lambda: self.queue_selected("top")
+        )
+        self.act_queue_up = self._action(
+            "Move up", sp.SP_ArrowUp, "Ctrl+Shift+Up", lambda: self.queue_selected("up")
+        )
+        self.act_queue_down = self._action(
+            "Move down", sp.SP_ArrowDown, "Ctrl+Shift+Down", lambda: self.queue_selected("down")
+        )
+        self.act_queue_bottom = self._action(
+            "Move to bottom",
+            sp.SP_ArrowDown,
+            "Ctrl+Shift+End",
+            lambda: self.queue_selected("bottom"),
+        )
         self.act_settings = self._action(
             "Options…", sp.SP_FileDialogDetailedView, "Alt+O", self.open_settings
         )
@@ -212,6 +232,9 @@ class MainWindow(AddingMixin, QMainWindow):
             tb.addAction(action)
         tb.addSeparator()
         for action in (self.act_resume, self.act_pause, self.act_remove):
+            tb.addAction(action)
+        tb.addSeparator()
+        for action in (self.act_queue_up, self.act_queue_down):
             tb.addAction(action)
         tb.addSeparator()
         tb.addAction(self.act_settings)
@@ -337,8 +360,9 @@ class MainWindow(AddingMixin, QMainWindow):
         elif isinstance(event, ev.TorrentError):
             self.show_message(f"Error: {event.message}")
         elif isinstance(event, ev.PeerBanned):
+            self.ban_clock.saw(event.address)
             self.show_message(f"Banned peer {event.address}: {event.reason}")
-        elif isinstance(event, AltSpeedChanged) and (
+        elif isinstance(event, ev.AltSpeedChanged) and (
             event.enabled != self.settings.limits.alt_enabled
         ):
             self.set_alt_speed(event.enabled)  # the engine's schedule flipped it: follow
@@ -427,6 +451,14 @@ class MainWindow(AddingMixin, QMainWindow):
         sequential.toggled.connect(self.set_sequential_selected)
         menu.addAction("Limit rates…", self.limit_rates_selected)
         menu.addAction(self.act_recheck)
+        queue = menu.addMenu("Queue")
+        for action in (
+            self.act_queue_top,
+            self.act_queue_up,
+            self.act_queue_down,
+            self.act_queue_bottom,
+        ):
+            queue.addAction(action)
         return menu
 
     def open_destination(self) -> None:
@@ -485,6 +517,10 @@ class MainWindow(AddingMixin, QMainWindow):
     def recheck_selected(self) -> None:
         if self.controller is not None:
             self.controller.recheck(self.selected_hashes())
+
+    def queue_selected(self, direction: QueueDirection) -> None:
+        if self.controller is not None:
+            self.controller.queue_move(self.selected_hashes(), direction)
 
     def pause_all(self) -> None:
         if self.controller is not None:
@@ -562,9 +598,45 @@ class MainWindow(AddingMixin, QMainWindow):
         from ccbt_gui.dialogs.settings import SettingsDialog
 
         dialog = SettingsDialog(
-            self.settings, user_config_path(), self, overridden=overridden_keys()
+            self.settings,
+            user_config_path(),
+            self,
+            overridden=overridden_keys(),
+            show_bans=self.open_bans,
         )
         dialog.applied.connect(self.apply_settings)
+        self._open_dialogs.append(dialog)
+        dialog.finished.connect(lambda _r: self._open_dialogs.remove(dialog))
+        dialog.open()
+        return dialog
+
+    # -- bans (ccbt_gui/dialogs/bans.py) ------------------------------------------------------
+    def ban_rows(self, _info_hash: str = "") -> list[BanRow]:
+        """The session's bans as rows (a ban covers every torrent, so ``_info_hash`` is moot)."""
+        session = None if self.controller is None else self.controller.session
+        if session is None:
+            return []
+        duration = float(self.settings.security.ban_duration)
+        return self.ban_clock.rows(session.banned_peers(), duration, time.time())
+
+    def unban_peer(self, address: str) -> None:
+        session = None if self.controller is None else self.controller.session
+        if session is not None and session.unban_peer(address):
+            self.ban_clock.forget(address)
+            self.show_message(f"Unbanned {address}")
+        self.details.refresh_bans()
+
+    def open_bans(self) -> QDialog | None:
+        from ccbt_gui.dialogs.bans import BannedPeersDialog
+
+        session = None if self.controller is None else self.controller.session
+        if session is None:
+            self.show_message("The engine is not running")
+            return None
+        dialog = BannedPeersDialog(
+            session, self.ban_clock, lambda: float(self.settings.security.ban_duration), self
+        )
+        dialog.table.unbanRequested.connect(lambda _a: self.details.refresh_bans())
         self._open_dialogs.append(dialog)
         dialog.finished.connect(lambda _r: self._open_dialogs.remove(dialog))
         dialog.open()

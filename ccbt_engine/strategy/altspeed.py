@@ -12,7 +12,8 @@ lift the limits during a scheduled window, or turn them on outside it, until the
 session that starts inside a window starts with the alternative limits; one that starts outside
 keeps whatever ``limits.alt_enabled`` says.
 
-Changes are announced with :class:`AltSpeedChanged` on the event bus (a tray icon shows them).
+Changes are announced with :class:`~ccbt_engine.events.AltSpeedChanged` on the event bus (a
+tray icon shows them).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ccbt_engine import events as ev
 from ccbt_engine.config.model import LimitsSettings
+from ccbt_engine.events import AltSpeedChanged
 from ccbt_engine.strategy.ratelimit import AltSpeedSchedule
 
 if TYPE_CHECKING:
@@ -39,14 +39,6 @@ log = logging.getLogger(__name__)
 #: How often the schedule is looked at. Windows are set in minutes: a switch at most this late.
 TICK_SECONDS = 15.0
 KIB = 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AltSpeedChanged(ev.Event):
-    """The alternative global limits were switched on or off (``by``: manual or schedule)."""
-
-    enabled: bool
-    by: str
 
 
 #: ``limits.alt_days`` names, in ``datetime.weekday()`` order

@@ -8,16 +8,23 @@ waiting longer.
 
 :class:`RateLimiter` applies several buckets at once (global, per torrent, per peer); a transfer
 waits for the slowest of them.
+
+:class:`DownloadBudget` paces *requests* rather than received bytes: a download limit charged on
+arrival can only pause reading after the fact, while the whole request pipeline is still in
+flight, so the data then arrives in bursts (the kernel buffers what the peer sent meanwhile and
+hands it over at once). Charging the buckets when a block is *requested* keeps only what the
+limit allows for the next moment in flight, so the peer itself sends at the limited rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-__all__ = ["AltSpeedSchedule", "RateLimiter", "TokenBucket"]
+__all__ = ["AltSpeedSchedule", "DownloadBudget", "RateLimiter", "TokenBucket"]
 
 
 class TokenBucket:
@@ -91,6 +98,14 @@ class TokenBucket:
         self._tokens -= n
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
 
+    def refund(self, n: int, now: float) -> None:
+        """Give back ``n`` bytes charged for a transfer that did not happen (never above burst)."""
+        if n < 0:
+            raise ValueError(f"cannot refund {n} bytes")
+        if self._rate:
+            self._refill(now)
+            self._tokens = min(self._burst, self._tokens + n)
+
 
 class RateLimiter:
     """Waits on the event loop until bytes may pass every given bucket."""
@@ -103,6 +118,76 @@ class RateLimiter:
         delay = max(bucket.consume(n, now) for bucket in buckets)
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+class DownloadBudget:
+    """One connection's download pacing: request blocks only as fast as the buckets refill.
+
+    Sans-I/O; the caller passes ``now`` on the buckets' clock. Bytes are charged when requested
+    (:meth:`allowance` then :meth:`charge`) and remembered as *prepaid*; a block that arrives
+    against prepaid bytes is not charged again (:meth:`on_block`). Bytes that arrive beyond what
+    was prepaid (blocks requested before a limit was set, unrequested or duplicate blocks) are
+    charged on arrival and their delay returned, so pausing the reading stays as a backstop.
+    Requests that will never be answered (rejected, cancelled, choked away) leave prepaid bytes
+    behind; :meth:`allowance` trims those to what is still outstanding and refunds the rest.
+    """
+
+    __slots__ = ("prepaid", "timer")
+
+    #: the least time between two wake-ups of a throttled connection: at high rates a wake-up
+    #: requests several blocks instead of one wake-up per 16 KiB
+    MIN_WAKE = 0.02
+    #: random extra wait on each wake-up, so peers throttled by one shared bucket take turns
+    #: (with equal wake-up times the same peer would always come first and starve the rest)
+    JITTER = 0.01
+
+    def __init__(self) -> None:
+        self.prepaid = 0
+        #: the pending wake-up that sends the next requests; None when none is due
+        self.timer: asyncio.TimerHandle | None = None
+
+    def allowance(
+        self, buckets: Sequence[TokenBucket], outstanding: int, block: int, now: float
+    ) -> int:
+        """How many ``block``-sized requests may be sent now (``outstanding``: bytes in flight).
+
+        While every bucket has a balance above zero, one more block may go (deficit
+        accounting: the last one may borrow, later requests wait for the debt to be repaid).
+        """
+        if self.prepaid > outstanding:
+            excess = self.prepaid - outstanding
+            self.prepaid = outstanding
+            for bucket in buckets:
+                bucket.refund(excess, now)
+        balance = min(bucket.available(now) for bucket in buckets)
+        if balance <= 0:
+            return 0
+        if math.isinf(balance):
+            return 1 << 30
+        return math.ceil(balance / block)
+
+    def charge(self, buckets: Sequence[TokenBucket], n: int, now: float) -> None:
+        """``n`` bytes were requested: take them from every bucket now."""
+        for bucket in buckets:
+            bucket.consume(n, now)
+        self.prepaid += n
+
+    def wake_delay(self, buckets: Sequence[TokenBucket], now: float) -> float:
+        """Seconds until every bucket is out of debt (at least :data:`MIN_WAKE`, plus jitter)."""
+        wait = 0.0
+        for bucket in buckets:
+            balance = bucket.available(now)
+            if balance < 0:
+                wait = max(wait, -balance / bucket.rate)
+        return max(wait, self.MIN_WAKE) + random.random() * self.JITTER
+
+    def on_block(self, buckets: Sequence[TokenBucket], size: int, now: float) -> float:
+        """A block of ``size`` bytes arrived: seconds to pause reading (0 when it was prepaid)."""
+        paid = min(size, self.prepaid)
+        self.prepaid -= paid
+        if paid == size:
+            return 0.0
+        return max(bucket.consume(size - paid, now) for bucket in buckets)
 
 
 def _parse_hhmm(text: str) -> int:

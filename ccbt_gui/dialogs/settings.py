@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QPushButton,
     QScrollArea,
     QStackedWidget,
     QVBoxLayout,
@@ -53,6 +54,8 @@ PAGES: tuple[tuple[str, typing.Callable[[FieldSpec], bool]], ...] = (
     ("Behaviour", lambda f: f.section in ("ui", "remote") and f.key != "ui.theme"),
 )
 _ERROR_STYLE = "color: #e74c3c;"
+#: the "Banned peers" button follows the IP filter settings on the security page
+BANS_AFTER_KEY = "security.ip_whitelist_path"
 
 
 def value_text(value: Any) -> str:
@@ -72,6 +75,7 @@ def _label(spec: FieldSpec) -> str:
 
 
 _WORDS = {
+    "alt": "alternative",
     "kib": "(KiB/s)",
     "mb": "(MiB)",
     "min": "(minutes)",
@@ -166,12 +170,16 @@ class SettingsDialog(QDialog):
         parent: QWidget | None = None,
         *,
         overridden: dict[str, str] | None = None,
+        show_bans: typing.Callable[[], object] | None = None,
     ) -> None:
         """``overridden``: keys set by a higher layer than the user file (environment variable,
         project-local file, command line) -> where from; those fields are shown read-only,
-        because a value saved to config.toml would not take effect."""
+        because a value saved to config.toml would not take effect. ``show_bans``: opens the
+        banned peers list; given, a button for it sits under the IP filter settings."""
         super().__init__(parent)
         self._overridden = overridden or {}
+        self._show_bans = show_bans
+        self.bans_button: QPushButton | None = None
         self.setWindowTitle("Options")
         self.resize(760, 560)
         self._settings = settings
@@ -229,6 +237,13 @@ class SettingsDialog(QDialog):
             label = QLabel(_label(spec))
             label.setToolTip(field.widget.toolTip())
             form.addRow(label, cell)
+            if spec.key == BANS_AFTER_KEY and self._show_bans is not None:
+                self.bans_button = QPushButton("Show banned peers…")
+                self.bans_button.setToolTip(
+                    "Peers banned for bad data, protocol abuse or anomalies; unban them here"
+                )
+                self.bans_button.clicked.connect(self._show_bans)
+                form.addRow(QLabel("Banned peers:"), self.bans_button)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(inner)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -28,10 +28,12 @@ from PySide6.QtWidgets import (
 
 from ccbt_engine.api import FileStatus, PeerStatus, TorrentStatus, TrackerStatus
 from ccbt_gui import formatting as fmt
+from ccbt_gui.models.bans import BanRow
 from ccbt_gui.models.files import FileColumn, FileTreeModel
 from ccbt_gui.models.peers import PeerTableModel
 from ccbt_gui.models.torrents import selected_size, status_text
 from ccbt_gui.models.trackers import TrackerTableModel
+from ccbt_gui.widgets.bans import BanTable
 from ccbt_gui.widgets.charts import RateHistory, SpeedCharts
 from ccbt_gui.widgets.delegates import PriorityDelegate, ProgressDelegate
 from ccbt_gui.widgets.pieces_bar import PiecesBar
@@ -68,6 +70,9 @@ def _empty_state(view: QWidget, text: str) -> tuple[QWidget, QLabel]:
 class DetailsPane(QTabWidget):
     GENERAL, TRACKERS, PEERS, FILES, PIECES, SPEED = range(6)
 
+    #: Unban clicked in the Peers tab's banned list (the owner calls the session)
+    unbanRequested = Signal(str)
+
     def __init__(
         self,
         handles: HandleLookup,
@@ -77,6 +82,9 @@ class DetailsPane(QTabWidget):
         super().__init__(parent)
         self._handles = handles
         self._trackers = trackers or (lambda _h: [])
+        #: the bans to show under the peers of a torrent (set by the main window); bans are
+        #: session-wide, so a refused address shows here with its reason, not as a peer
+        self.ban_rows: Callable[[str], list[BanRow]] = lambda _h: []
         self._status: TorrentStatus | None = None
         self._history = RateHistory()
         self.session_history = RateHistory()
@@ -165,7 +173,17 @@ class DetailsPane(QTabWidget):
             header.resizeSection(col, 95)
         page, self._peers_empty = _empty_state(view, "No connected peers")
         self._peers_stack = page.layout()
-        self.addTab(page, "Peers")
+        self.bans_box = QGroupBox("Banned peers")
+        self.ban_table = BanTable()
+        self.ban_table.unbanRequested.connect(self.unbanRequested)
+        QVBoxLayout(self.bans_box).addWidget(self.ban_table)
+        self.bans_box.hide()  # shown only while there are bans
+        outer = QWidget()
+        column = QVBoxLayout(outer)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(page, 1)
+        column.addWidget(self.bans_box, 1)
+        self.addTab(outer, "Peers")
 
     def _build_files(self) -> None:
         self.file_model = FileTreeModel(self)
@@ -225,6 +243,7 @@ class DetailsPane(QTabWidget):
                 label.setText("")
             self.tracker_model.set_rows([])
             self.peer_model.set_peers([])
+            self.refresh_bans()
             self.file_model.set_files([])
             self.general_pieces.clear()
             self.pieces_bar.clear()
@@ -272,6 +291,7 @@ class DetailsPane(QTabWidget):
             peers = handle.peers() if handle is not None else []
             self.peer_model.set_peers(peers)
             self._set_empty(self._peers_stack, self._peers_empty, "" if peers else "No peers")
+            self.refresh_bans()
         elif tab == self.FILES and handle is not None:
             self._fill_files(s, handle)
         elif tab == self.PIECES:
@@ -284,6 +304,12 @@ class DetailsPane(QTabWidget):
             )
         elif tab == self.SPEED:
             self.speed.show_history(self._history, self.session_history)
+
+    def refresh_bans(self) -> None:
+        """Re-read the banned list under the peers (also after an unban)."""
+        bans = [] if self._status is None else self.ban_rows(self._status.info_hash)
+        self.ban_table.set_rows(bans)
+        self.bans_box.setVisible(bool(bans))
 
     @staticmethod
     def _set_empty(stack: object, label: QLabel, text: str) -> None:

@@ -15,6 +15,10 @@ ALLOWED = {
     "ccbt_engine.config",
     "ccbt_engine.magnet",
     "ccbt_engine.metainfo",
+    # app-level services that host the facade rather than reach past it: the process's logging
+    # set-up and the remote-control server (itself a facade user, like the GUI and the CLI)
+    "ccbt_engine.observability.logs",
+    "ccbt_engine.remote.service",
 }
 
 

@@ -230,12 +230,19 @@ async def test_global_download_limit(seeder: Session, leecher: Session, tmp_path
 
 
 async def test_max_peers_per_torrent(tmp_path: Path) -> None:
-    """A seeder allowing 2 peers refuses a third leecher until a slot frees; all finish."""
+    """A seeder allowing 2 peers refuses a third leecher until a slot frees; all finish.
+
+    The first two leechers must still be downloading when the third one knocks: a leecher that
+    finishes becomes a seed, the seeder drops it (seed to seed) and the slot is legitimately free
+    again. So the seeder uploads slowly until the refusal was seen: 256 KiB/s with the bucket's
+    one-second burst is at most ~400 KiB by then, a fifth of the 2 MiB payload, however fast
+    the machine. (A 2 MiB/s limit let the first leecher take the whole payload in its burst.)
+    """
     data, torrent = _payload(tmp_path / "src", "f.bin", 2 * MIB, 8)
     async with contextlib.AsyncExitStack() as stack:
         seeder = await stack.enter_async_context(_session(network={"max_peers_per_torrent": 2}))
         up = await _seed(seeder, torrent, data)
-        up.set_limits(upload=2 * MIB)  # a second or so, so the leechers overlap
+        up.set_limits(upload=256 * 1024)
         downs = []
         for i in range(3):
             s = await stack.enter_async_context(_session())
@@ -254,13 +261,22 @@ async def test_max_peers_per_torrent(tmp_path: Path) -> None:
 
             return pred
 
-        await asyncio.sleep(0.3)
         seeder_addr = f"127.0.0.1:{seeder.listen_port}"
-        # (it may have found the other leechers through peer exchange, but not the seeder)
+        # the refused leecher did see the seeder's handshake (it is sent before the seeder's
+        # admission check, as libtorrent does), and counts the seeder as a peer until the
+        # connection closes a moment later; PEX may tell it the other leechers, not the seeder
+        await _until(
+            lambda: seeder_addr not in {p.address for p in downs[2].peers()}, what="the refusal"
+        )
+        await asyncio.sleep(0.3)
+        assert downs[0].status().state == downs[1].status().state == "downloading"
         assert seeder_addr not in {p.address for p in downs[2].peers()}, "third one not refused"
+        assert downs[2].status().downloaded == 0
+        up.set_limits(upload=0)  # refusal seen: now let the first two finish
         await _until(served(2), what="the first two leechers finishing")
-        # finished leechers are seeds, which the seeder drops: a slot is free. The engine has
-        # no retry policy for refused peers yet, so ask again by hand (a manual "add peer").
+        # finished leechers are seeds, which the seeder drops: a slot is free. The refused
+        # dial is retried only after a back-off of RETRY_BASE (30 s), so ask again by hand
+        # (a manual "add peer").
         await _until(lambda: up.status().num_peers < 2, what="a free slot")
         _connect(downs[2], seeder)
         await _until(served(3), what="the third leecher finishing")

@@ -1,4 +1,4 @@
-"""Token buckets on a fake clock, the asyncio limiter, and the alternative-speed schedule."""
+"""Token buckets on a fake clock, request pacing, the asyncio limiter and the alt-speed schedule."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccbt_engine.strategy.ratelimit import AltSpeedSchedule, RateLimiter, TokenBucket
+from ccbt_engine.strategy.ratelimit import (
+    AltSpeedSchedule,
+    DownloadBudget,
+    RateLimiter,
+    TokenBucket,
+)
 
 KIB = 1024
 
@@ -185,3 +190,104 @@ def test_schedule_rejects_bad_times(bad: str) -> None:
 def test_schedule_rejects_bad_days() -> None:
     with pytest.raises(ValueError):
         AltSpeedSchedule("01:00", "02:00", {7})
+
+
+# -- refunds and request pacing (DownloadBudget) -------------------------------------------------
+BLOCK = 16 * KIB
+
+
+def test_refund_gives_back_up_to_the_burst() -> None:
+    bucket = TokenBucket(1000, burst=1000)
+    bucket.consume(3000, 0.0)
+    bucket.refund(2500, 0.0)
+    assert bucket.available(0.0) == pytest.approx(500)
+    bucket.refund(10**9, 0.0)
+    assert bucket.available(0.0) == 1000, "a refund never mints more than a full bucket"
+    TokenBucket(0).refund(5, 0.0)  # unlimited: nothing to give back, no error
+    with pytest.raises(ValueError):
+        bucket.refund(-1, 0.0)
+
+
+def test_budget_requests_what_the_bucket_holds_then_waits() -> None:
+    bucket = TokenBucket(256 * KIB)  # starts full: one second's worth
+    budget = DownloadBudget()
+    assert budget.allowance([bucket], 0, BLOCK, 0.0) == 16
+    budget.charge([bucket], 16 * BLOCK, 0.0)
+    assert budget.prepaid == 16 * BLOCK
+    assert budget.allowance([bucket], 16 * BLOCK, BLOCK, 0.0) == 0
+    # 62.5 ms refill one block; the wake-up is at least MIN_WAKE and adds at most JITTER
+    assert bucket.available(0.0) == 0
+    budget.charge([bucket], BLOCK, 0.0)  # the borrowed block deficit accounting allows
+    delay = budget.wake_delay([bucket], 0.0)
+    assert BLOCK / (256 * KIB) <= delay <= BLOCK / (256 * KIB) + DownloadBudget.JITTER
+    assert budget.wake_delay([TokenBucket(1)], 0.0) >= DownloadBudget.MIN_WAKE
+
+
+def test_prepaid_blocks_are_not_charged_again_but_extra_ones_are() -> None:
+    bucket = TokenBucket(100 * KIB, burst=BLOCK)
+    budget = DownloadBudget()
+    budget.charge([bucket], BLOCK, 0.0)
+    assert budget.on_block([bucket], BLOCK, 0.0) == 0.0, "requested and paid for: no pause"
+    assert bucket.available(0.0) == 0
+    # an unrequested block (or one requested before the limit existed): the backstop pauses
+    delay = budget.on_block([bucket], BLOCK, 0.0)
+    assert delay == pytest.approx(BLOCK / (100 * KIB))
+    # half prepaid: only the rest is charged
+    budget.charge([TokenBucket(0)], BLOCK // 2, 0.0)
+    before = bucket.available(0.0)
+    budget.on_block([bucket], BLOCK, 0.0)
+    assert bucket.available(0.0) == pytest.approx(before - BLOCK // 2)
+
+
+def test_prepaid_for_requests_that_went_away_is_refunded() -> None:
+    bucket = TokenBucket(100 * KIB)
+    budget = DownloadBudget()
+    budget.charge([bucket], 4 * BLOCK, 0.0)
+    left = bucket.available(0.0)
+    # two of the four requests were rejected: only two blocks are still outstanding
+    budget.allowance([bucket], 2 * BLOCK, BLOCK, 0.0)
+    assert budget.prepaid == 2 * BLOCK
+    assert bucket.available(0.0) == pytest.approx(left + 2 * BLOCK)
+
+
+def test_unlimited_buckets_do_not_restrict_the_budget() -> None:
+    budget = DownloadBudget()
+    assert budget.allowance([TokenBucket(0)], 0, BLOCK, 0.0) > 10**6
+    limited = TokenBucket(BLOCK)
+    assert budget.allowance([TokenBucket(0), limited], 0, BLOCK, 0.0) == 1
+
+
+@given(
+    rate=st.integers(min_value=16 * KIB, max_value=8 << 20),
+    rtt=st.floats(min_value=0.0, max_value=0.3),
+    seconds=st.floats(min_value=2.0, max_value=20.0),
+)
+def test_paced_requests_deliver_the_rate_steadily(rate: int, rtt: float, seconds: float) -> None:
+    """A peer answering every request after ``rtt``: the data arrives at the rate, smoothly.
+
+    The simulated connection asks whenever the budget allows, sleeps until the wake-up
+    otherwise (as the torrent's timer does); blocks are paid when requested and arrive ``rtt``
+    later against what was prepaid.
+    """
+    bucket = TokenBucket(rate)
+    budget = DownloadBudget()
+    now = 0.0
+    arrivals: list[float] = []
+    in_flight: list[float] = []
+    while now < seconds:
+        while in_flight and in_flight[0] <= now:
+            assert budget.on_block([bucket], BLOCK, in_flight.pop(0)) == 0.0
+        n = budget.allowance([bucket], len(in_flight) * BLOCK, BLOCK, now)
+        if n:
+            budget.charge([bucket], n * BLOCK, now)
+            arrivals.extend([now + rtt] * n)
+            in_flight.extend([now + rtt] * n)
+        now += budget.wake_delay([bucket], now)
+    after_burst = [t for t in arrivals if t >= 1.0 + rtt]
+    # never more than the burst plus the rate (plus the one block the balance may borrow)
+    assert len(arrivals) * BLOCK <= rate + rate * seconds + BLOCK
+    # and, once the burst is spent, no second gets more than its share plus a wake-up's worth
+    quantum = rate * (DownloadBudget.MIN_WAKE + DownloadBudget.JITTER) + 2 * BLOCK
+    for start in range(1, int(seconds) - 1):
+        got = sum(1 for t in after_burst if start + rtt <= t < start + 1 + rtt) * BLOCK
+        assert abs(got - rate) <= quantum, (start, got, rate)
