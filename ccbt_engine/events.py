@@ -68,6 +68,41 @@ class PeerDisconnected(Event):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AltSpeedChanged(Event):
+    """The alternative global limits were switched on or off (``by``: manual or schedule)."""
+
+    enabled: bool
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedingLimitReached(Event):
+    """A seeding torrent reached ``limits.share_ratio_limit`` ("ratio") or
+    ``limits.seed_time_limit_min`` ("seed_time") and was paused."""
+
+    reason: str
+    ratio: float
+    seeding_time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageMoved(Event):
+    """A torrent's files now live under ``new_path`` (``disk.move_completed_to``, set location)."""
+
+    old_path: str
+    new_path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageMoveFailed(Event):
+    """Moving a torrent's files failed and was rolled back: the data is still in ``old_path``."""
+
+    old_path: str
+    new_path: str
+    message: str
+
+
 Listener = Callable[[Event], None]
 
 

@@ -18,7 +18,14 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from ccbt_engine import events as ev
-from ccbt_engine.api import Session, SessionError, TorrentHandle, TorrentStatus, TrackerStatus
+from ccbt_engine.api import (
+    QueueDirection,
+    Session,
+    SessionError,
+    TorrentHandle,
+    TorrentStatus,
+    TrackerStatus,
+)
 from ccbt_engine.config import Changes, LiveSettings, Settings
 from ccbt_engine.metainfo import Metainfo
 
@@ -225,6 +232,16 @@ class EngineController(QObject):
     def set_sequential(self, hashes: Sequence[str], value: bool) -> None:
         for h in self._handles(hashes):
             h.set_sequential(value)
+
+    def queue_move(self, hashes: Sequence[str], direction: QueueDirection) -> None:
+        """Move the selection in the queue, keeping its relative order: one step up or to
+        the bottom goes top-first, down or to the top bottom-first."""
+        handles = sorted(self._handles(hashes), key=lambda h: h.queue_position)
+        if direction in ("down", "top"):
+            handles.reverse()
+        for h in handles:
+            if h.queue_position >= 0:  # a magnet still fetching metadata is not queued yet
+                h.queue_move(direction)
 
     def set_limits(self, hashes: Sequence[str], download: int, upload: int) -> None:
         """Per-torrent limits in bytes/s (0 = unlimited)."""

@@ -57,6 +57,8 @@ class Column(enum.IntEnum):
     PEERS = 8
     RATIO = 9
     ADDED = 10
+    #: queue position (limits.max_active_*), 1-based like qBittorrent's "#"
+    QUEUE = 11
 
 
 HEADERS: dict[Column, str] = {
@@ -71,6 +73,7 @@ HEADERS: dict[Column, str] = {
     Column.PEERS: "Peers",
     Column.RATIO: "Ratio",
     Column.ADDED: "Added On",
+    Column.QUEUE: "#",
 }
 
 
@@ -103,6 +106,8 @@ def is_complete(s: TorrentStatus) -> bool:
 
 #: a magnet whose info dict is still being fetched from peers (BEP 9)
 METADATA = "metadata"
+#: waiting for a slot (limits.max_active_downloads / max_active_seeds)
+QUEUED = "queued"
 
 
 def selected_size(s: TorrentStatus) -> int:
@@ -132,6 +137,8 @@ def status_text(s: TorrentStatus) -> str:
         return "Seeding"
     if state == "downloading":
         return "Downloading" if s.download_rate > 0 else "Stalled"
+    if state == QUEUED:  # waiting for a download/seed slot, not paused by the user
+        return "Queued"
     return state.capitalize()
 
 
@@ -151,6 +158,8 @@ _STATE_CATEGORY = {
 def categories(s: TorrentStatus) -> int:
     """Bitmask of :class:`Category` for one status."""
     cats = _STATE_CATEGORY.get(s.state, 0)
+    if s.state == QUEUED:  # qBittorrent: queued downloads under Downloading, seeds Seeding
+        cats = _SEEDING if is_complete(s) else _DOWNLOADING
     if s.error:
         cats |= _ERRORED
     if s.wanted_size > 0 and s.wanted_done >= s.wanted_size:
@@ -179,6 +188,7 @@ _FIELDS = (
     "wanted_done",
     "wanted_size",
     "total_size",
+    "queue_position",
 )
 _FIELD_COLUMNS: tuple[tuple[Column, ...], ...] = (
     (Column.NAME,),
@@ -197,6 +207,7 @@ _FIELD_COLUMNS: tuple[tuple[Column, ...], ...] = (
     (),  # wanted_done: "Completed" only
     (),  # wanted_size: "Completed" only
     (Column.SIZE,),  # total_size: a magnet's size before its metadata
+    (Column.QUEUE,),
 )
 _KEY_FIELDS = attrgetter(*_FIELDS)
 _HASH = attrgetter("info_hash")
@@ -220,6 +231,8 @@ def _sort_key(column: Column) -> Callable[[TorrentStatus], Any]:
         return lambda s: (shown_progress(s), s.name.casefold())
     if column == Column.SIZE:
         return selected_size
+    if column == Column.QUEUE:  # not in the queue (a magnet fetching metadata): last
+        return lambda s: s.queue_position if s.queue_position >= 0 else math.inf
     return attrgetter(
         {
             Column.DOWN: "download_rate",
@@ -251,10 +264,11 @@ _STATUS_COLORS = {
     "Errored": QColor("#e74c3c"),
     "Checking": QColor("#d68910"),
     "Stalled": QColor("#8e8e93"),
+    "Queued": QColor("#8e8e93"),
 }
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _NUMERIC = frozenset({Column.SIZE, Column.DOWN, Column.UP, Column.SEEDS, Column.PEERS})
-_NUMERIC |= {Column.RATIO, Column.ETA}
+_NUMERIC |= {Column.RATIO, Column.ETA, Column.QUEUE}
 
 
 class TorrentTableModel(QAbstractTableModel):
@@ -336,6 +350,8 @@ class TorrentTableModel(QAbstractTableModel):
             return str(s.num_peers)
         if col == Column.RATIO:
             return fmt.ratio(s.ratio)
+        if col == Column.QUEUE:
+            return str(s.queue_position + 1) if s.queue_position >= 0 else ""
         return fmt.timestamp(s.added_time)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
