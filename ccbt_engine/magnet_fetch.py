@@ -40,6 +40,7 @@ from ccbt_engine.extensions.pex import UtPex
 from ccbt_engine.magnet import Magnet, parse_magnet
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, parse_info_dict
 from ccbt_engine.net.peer import PeerConnection
+from ccbt_engine.net.proxy_dial import dial_peer, udp_block_reason
 from ccbt_engine.protocol import wire
 from ccbt_engine.protocol.extension import decode_extension_handshake, encode_extension_handshake
 from ccbt_engine.session import SessionError
@@ -150,6 +151,7 @@ class MagnetTorrent:
             on_peers=self.add_peers,
             listen_port=lambda: core.listen_port,
             http=lambda: core.http,
+            udp_blocked=lambda: udp_block_reason(core.settings.network),
         )
         self._finishing = False
 
@@ -272,7 +274,6 @@ class MagnetTorrent:
         return (self, info_hash, 0) if info_hash == self.info_hash and self.active else None
 
     async def _connect(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
         timeout = self.core.settings.network.connect_timeout
         self.core.half_open += 1
         conn: PeerConnection | None = None
@@ -293,7 +294,8 @@ class MagnetTorrent:
 
         try:
             _, connected = await asyncio.wait_for(
-                loop.create_connection(factory, host, port), timeout
+                dial_peer(self.core, factory, host, port, timeout),  # the proxy when set
+                timeout,
             )
             conn = connected
             self.core.half_open -= 1

@@ -36,6 +36,7 @@ class TrackerLink:
         on_peers: Callable[[list[tuple[str, int]], str], None],
         listen_port: Callable[[], int],
         http: Callable[[], aiohttp.ClientSession | None],
+        udp_blocked: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._info_hash = info_hash
         self._peer_id = peer_id
@@ -45,6 +46,7 @@ class TrackerLink:
         self._on_peers = on_peers
         self._listen_port = listen_port
         self._http = http
+        self._udp_blocked = udp_blocked
         self._announcer: Announcer | None = None
         self._last_status: list[TrackerStatus] = []
 
@@ -64,6 +66,7 @@ class TrackerLink:
             on_peers=self._peers_received,
             session=self._http(),
             private=self._private,
+            udp_disabled=self._udp_blocked() or "",
         )
         await self._announcer.start()
 
@@ -80,6 +83,12 @@ class TrackerLink:
             await announcer.stop(STOP_TIMEOUT)
         finally:
             self._last_status = announcer.status()
+
+    async def restart(self) -> None:
+        """A running announcer starts over (new HTTP session or proxy); a stopped one stays."""
+        if self._announcer is not None:
+            await self.stop()
+            await self.start()
 
     def force_reannounce(self) -> None:
         if self._announcer is not None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 
 from ccbt_engine.dht.node import DHTConfig, DHTNode, DHTQueryError, looks_like_krpc
+from ccbt_engine.net.proxy import udp_block_reason
 
 if TYPE_CHECKING:
     from ccbt_engine.session import SessionCore
@@ -64,6 +65,9 @@ async def start_session_dht(session: SessionCore) -> DHTNode | None:
     A DHT that cannot start (port taken) must not stop the session: log it and go without.
     """
     net = session.settings.network
+    if (blocked := udp_block_reason(net)) is not None:
+        log.info("dht: %s", blocked)
+        return None
     bootstrap = []
     for entry in net.dht_bootstrap_nodes:
         try:

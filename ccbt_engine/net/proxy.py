@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ccbt_engine.config import NetworkSettings
 
 __all__ = [
     "MAX_HTTP_REPLY",
@@ -23,6 +26,7 @@ __all__ = [
     "ProxyHandshake",
     "Socks5Handshake",
     "make_handshake",
+    "udp_block_reason",
 ]
 
 #: the CONNECT reply's status line and headers; a proxy needs a few hundred bytes
@@ -233,3 +237,15 @@ def make_handshake(
     if kind == "http":
         return HttpConnectHandshake(host, port, username, password)
     raise ProxyError(f"unknown proxy type {kind!r}")
+
+
+def udp_block_reason(net: NetworkSettings) -> str | None:
+    """Why UDP and LAN services are off, or None when they may run.
+
+    They are off when a proxy is set and ``network.proxy_force`` asks that nothing bypass it:
+    the proxies spoken here carry TCP only, and a direct datagram would show our address. uTP,
+    the DHT, UDP trackers, LSD and port mapping each check this where they start.
+    """
+    if net.proxy_force and net.proxy_type != "none" and net.proxy_host.strip():
+        return "off: network.proxy_force sends everything through the proxy, which carries only TCP"
+    return None

@@ -9,6 +9,12 @@
 
 :func:`tracker_http_session` gives the trackers' aiohttp session the same proxy (SOCKS5 through
 ``aiohttp-socks``, HTTP through aiohttp's own ``proxy=``).
+
+UDP (uTP, the DHT, UDP trackers) and LAN traffic (LSD, UPnP/NAT-PMP) cannot go through a TCP
+tunnel. Like libtorrent with an HTTP proxy, they stay direct by default; ``network.proxy_force``
+(libtorrent's old ``force_proxy``, qBittorrent's "Disable connections not supported by proxies")
+turns them off instead, so nothing but the proxy ever sees our address: see
+:func:`udp_block_reason` and docs/network.md.
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ import socket
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from ccbt_engine.config import ConfigError, NetworkSettings, Settings
 from ccbt_engine.config.secrets import get_secret
-from ccbt_engine.net.proxy import ProxyError, make_handshake
+from ccbt_engine.net.proxy import ProxyError, make_handshake, udp_block_reason
 from ccbt_engine.net.utp_socket import open_peer_connection
+from ccbt_engine.tracker.http_tls import set_tls_policy, tls_option
 
 if TYPE_CHECKING:
     from ccbt_engine.session import SessionCore
@@ -35,11 +43,14 @@ if TYPE_CHECKING:
 __all__ = [
     "PROXY_KEYS",
     "ProxyConfig",
+    "apply_proxy_settings",
     "dial_peer",
     "no_transport_reason",
+    "open_tracker_session",
     "open_tunnel",
     "proxy_config",
     "tracker_http_session",
+    "udp_block_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +64,7 @@ PROXY_KEYS = frozenset(
         "network.proxy_host",
         "network.proxy_port",
         "network.proxy_username",
+        "network.proxy_force",
     }
 )
 PASSWORD_KEY = "network.proxy_password"
@@ -220,10 +232,8 @@ async def dial_peer(
 def tracker_http_session(settings: Settings, password: str = "") -> aiohttp.ClientSession:
     """The aiohttp session trackers announce through, proxied as configured.
 
-    SOCKS5 needs ``aiohttp-socks`` (its connector resolves nothing locally: ``rdns``); without
-    it the session is made unproxied and an error is logged, because silently announcing
-    directly would defeat the proxy, and refusing to start over it would be worse for users who
-    set a proxy only for peers. The password is passed in (read from the keyring by the caller).
+    SOCKS5 goes through ``aiohttp-socks`` (a dependency; its connector resolves nothing
+    locally: ``rdns``). The password is passed in (read from the keyring by the caller).
     """
     from ccbt_engine import CLIENT_NAME, __version__
 
@@ -232,16 +242,43 @@ def tracker_http_session(settings: Settings, password: str = "") -> aiohttp.Clie
     if proxy is None:
         return aiohttp.ClientSession(headers=headers)
     if proxy.kind == "http":
-        auth = aiohttp.BasicAuth(proxy.username, proxy.password) if proxy.username else None
-        return aiohttp.ClientSession(
-            headers=headers, proxy=f"http://{_host_text(proxy.host)}:{proxy.port}", proxy_auth=auth
+        # credentials in the proxy URL: aiohttp sends them as Basic Proxy-Authorization (its
+        # session-level ``proxy_auth`` is deprecated)
+        url = URL.build(
+            scheme="http",
+            host=proxy.host,
+            port=proxy.port,
+            user=proxy.username or None,
+            password=(proxy.password if proxy.username else None),
         )
-    try:
-        from aiohttp_socks import ProxyConnector, ProxyType
-    except ImportError:
-        log.error("SOCKS5 proxy for trackers needs the aiohttp-socks package: announcing directly")
-        return aiohttp.ClientSession(headers=headers)
-    connector = ProxyConnector(
+        return aiohttp.ClientSession(headers=headers, proxy=url)
+    return aiohttp.ClientSession(headers=headers, connector=_socks_connector(proxy))
+
+
+def _socks_connector(proxy: ProxyConfig) -> aiohttp.BaseConnector:
+    """aiohttp-socks' connector (``rdns``: the proxy resolves names), but its errors become
+    :class:`aiohttp.ClientConnectionError`.
+
+    aiohttp-socks raises its own exception types (not ``aiohttp.ClientError``), which the
+    tracker client does not expect: a refused password would escape the announcer instead of
+    showing as the tracker's error. The message keeps the proxy's words ("Username and
+    password authentication failure")."""
+    from aiohttp_socks import (
+        ProxyConnectionError,
+        ProxyConnector,
+        ProxyError,
+        ProxyTimeoutError,
+        ProxyType,
+    )
+
+    class SocksConnector(ProxyConnector):
+        async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+            try:
+                return await super().connect(req, traces, timeout)
+            except (ProxyError, ProxyConnectionError, ProxyTimeoutError) as exc:
+                raise aiohttp.ClientConnectionError(f"SOCKS5 proxy: {exc}") from exc
+
+    return SocksConnector(
         proxy_type=ProxyType.SOCKS5,
         host=proxy.host,
         port=proxy.port,
@@ -249,22 +286,50 @@ def tracker_http_session(settings: Settings, password: str = "") -> aiohttp.Clie
         password=proxy.password or None,
         rdns=True,
     )
-    return aiohttp.ClientSession(headers=headers, connector=connector)
 
 
-def _host_text(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+async def apply_proxy_settings(session: SessionCore, keys: set[str]) -> None:
+    """Proxy settings changed live: new tracker session, and UDP/LAN services on or off.
 
-
-async def renew_tracker_session(session: SessionCore) -> None:
-    """Settings changed live: trackers get a session through the new proxy (they borrow
-    ``session.http`` through a lambda, so their next announce uses it)."""
+    Running announcers hold the HTTP session they started with, so they are restarted (a
+    ``stopped`` announce through the old session, then a fresh one through the new); closing the
+    old session under them would make :class:`HttpTracker` open an unproxied one of its own.
+    """
+    if not keys & PROXY_KEYS:
+        return
     old = session.http
-    password = await asyncio.to_thread(_read_password, session.settings.network)
-    session.http = tracker_http_session(session.settings, password)
+    new = await open_tracker_session(session)
+    if old is not None:  # security.verify_tls carries over before the restarted announces
+        set_tls_policy(new, lambda: tls_option(old))
+    session.http = new
+    links = [t.trackers for t in session.torrents.values()]
+    links += [m.trackers for m in session.magnets.values()]
+    await asyncio.gather(*(link.restart() for link in links), return_exceptions=True)
     if old is not None:
         with contextlib.suppress(Exception):
             await old.close()
+    await _apply_udp_block(session)
+
+
+async def _apply_udp_block(session: SessionCore) -> None:
+    """Stop (or restart) what :func:`udp_block_reason` governs after a live change."""
+    from ccbt_engine.dht.service import apply_dht_settings
+    from ccbt_engine.net.lsd import SessionLsd
+    from ccbt_engine.portmap.session_hook import apply_portmap_settings
+
+    net = session.settings.network
+    blocked = udp_block_reason(net) is not None
+    if (session.utp is not None) if blocked else (net.enable_utp and session.utp is None):
+        await session._restart_listeners()  # opens uTP only when not blocked (start_listening)
+    if (session.dht is not None) if blocked else (net.enable_dht and session.dht is None):
+        await apply_dht_settings(session)  # starts the node only when enabled and not blocked
+    if blocked and session.lsd is not None:
+        await session.lsd.close()
+        session.lsd = None
+    elif not blocked and net.enable_lsd and session.lsd is None:
+        lsd = SessionLsd(session)
+        session.lsd = lsd if await lsd.start() else None
+    await apply_portmap_settings(session)
 
 
 async def open_tracker_session(session: SessionCore) -> aiohttp.ClientSession:

@@ -53,6 +53,11 @@ class PortMapOptions:
     http_timeout: float = 5.0
     #: seconds before a failed method tries again
     retry_after: float = 300.0
+    #: renewals come at half the lease, but never more often than this (a router granting a
+    #: few seconds must not make us hammer it; tests lower it to see renewals quickly)
+    min_renew: float = 30.0
+    #: a permanent UPnP mapping (lease 0) is re-added this often: a rebooted router forgets it
+    permanent_refresh: float = 1800.0
     description: str = "ccBitTorrent"
 
 
@@ -295,7 +300,7 @@ class PortMapService:
                 reply.external_port,
                 reply.lifetime,
             )
-        return max(30.0, min(granted) / 2)
+        return max(opts.min_renew, min(granted) / 2)
 
     async def _natpmp_unmap(self) -> None:
         client = self._natpmp
@@ -348,7 +353,7 @@ class PortMapService:
                 "UPnP: %s %d mapped on %s (lease %d s)", transport, port, igd.control_url, lease
             )
         # a permanent mapping is re-added now and then: a rebooted router forgets it
-        return lease / 2 if lease else 1800.0
+        return max(opts.min_renew, lease / 2) if lease else opts.permanent_refresh
 
     async def _upnp_add(
         self, igd: upnp.IgdService, transport: str, port: int, local_ip: str, lease: int

@@ -152,7 +152,10 @@ class Announcer:
         retry_base: float = 60.0,
         private: bool = False,
         rng: random.Random | None = None,
+        udp_disabled: str = "",
     ) -> None:
+        """``udp_disabled``: why UDP trackers must not be contacted ("" = they may be): a
+        forced proxy carries TCP only, so they are listed with that reason instead."""
         if len(info_hash) != 20 or len(peer_id) != 20:
             raise ValueError("info_hash and peer_id must be 20 bytes")
         self.info_hash = info_hash
@@ -184,6 +187,7 @@ class Announcer:
                         http_timeout,
                         udp_base_timeout,
                         udp_max_retries,
+                        udp_disabled,
                     )
                 )
             if tier:
@@ -207,8 +211,11 @@ class Announcer:
         http_timeout: float,
         udp_base_timeout: float,
         udp_max_retries: int,
+        udp_disabled: str = "",
     ) -> _Entry:
         scheme = url.split(":", 1)[0].lower()
+        if scheme == "udp" and udp_disabled:
+            return _Entry(url, tier, None, f"UDP tracker {udp_disabled}")
         try:
             if scheme in ("http", "https"):
                 return _Entry(url, tier, HttpTracker(url, session=session, timeout=http_timeout))
