@@ -17,8 +17,9 @@
   (:mod:`ccbt_engine.storage.move` on a worker thread; events ``StorageMoved`` /
   ``StorageMoveFailed``), and on request ("set location").
 
-Seeding time is counted while the session runs; it is not kept in the resume data, so after a
-restart ``seed_time_limit_min`` counts again from zero.
+Seeding time is counted while the session runs and kept in the resume data
+(:meth:`SessionQueue.restore_seeding_time` on load), so ``seed_time_limit_min`` goes on from
+where it was after a restart, as the ratio does from the persisted totals.
 """
 
 from __future__ import annotations
@@ -245,11 +246,15 @@ class SessionQueue:
             self._seeding_since[key] = now
 
     def seeding_time(self, info_hash: bytes, now: float | None = None) -> float:
-        """Seconds this torrent has seeded in this session."""
+        """Seconds this torrent has seeded, earlier sessions included (resume data)."""
         now = time.monotonic() if now is None else now
         since = self._seeding_since.get(info_hash)
         running = now - since if since is not None else 0.0
         return self._seeding_total.get(info_hash, 0.0) + running
+
+    def restore_seeding_time(self, info_hash: bytes, seconds: float) -> None:
+        """Seeding time of earlier sessions (from resume data), before the torrent starts."""
+        self._seeding_total[info_hash] = max(0.0, seconds)
 
     # -- periodic work ------------------------------------------------------------------------
     async def _tick_loop(self) -> None:

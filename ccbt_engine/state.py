@@ -154,6 +154,8 @@ def torrent_file_bytes(metainfo: Metainfo | None, info: TorrentInfo) -> bytes:
         if metainfo.nodes:
             top[b"nodes"] = [[h, p] for h, p in metainfo.nodes]
     top[b"info"] = None  # placeholder for the sort order; spliced in raw below
+    if info.piece_layers:  # BEP 52: without them a v2 copy could not check a single piece
+        top[b"piece layers"] = dict(info.piece_layers)
     parts = [b"d"]
     for key in sorted(top):
         parts.append(encode(key))
@@ -468,6 +470,7 @@ class SessionPersistence:
         torrent.down.total = data.downloaded
         torrent.up.total = data.uploaded
         torrent.active_seconds = float(data.active_seconds)
+        self.core.queue.restore_seeding_time(torrent.info_hash, float(data.seeding_seconds))
         if data.added_time:
             torrent.added_time = float(data.added_time)
         if data.completed_time:
@@ -565,6 +568,7 @@ class SessionPersistence:
                 uploaded=torrent.up.total,
                 downloaded=torrent.down.total,
                 active_seconds=int(torrent.time_active()),
+                seeding_seconds=int(self.core.queue.seeding_time(torrent.info_hash)),
                 added_time=int(torrent.added_time),
                 completed_time=self._completed.get(torrent.info_hash, 0),
                 paused=torrent.paused,

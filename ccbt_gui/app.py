@@ -4,6 +4,12 @@ Start-up order matters: hand our arguments to an already running instance first 
 browser's ``ccbt-gui "magnet:?..."`` never opens a second window or a second engine on the same
 port; only then load settings, theme, start the engine and show the window. Quitting stops the
 engine (``await session.stop()``, which flushes data) before the loop ends.
+
+A config file with mistakes never silently turns into all-default settings (that would switch
+DHT or UPnP back on for a user who turned them off in the same file): the settings are loaded
+key by key, an invalid key is ignored and named in a warning, and a file that cannot be read at
+all stops the start unless the user chooses to run with defaults
+(:mod:`ccbt_gui.settings_problems`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,15 @@ from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ccbt_engine import CLIENT_NAME, __version__
-from ccbt_engine.config import ConfigError, Settings, load_settings
+from ccbt_engine.config import (
+    ConfigError,
+    SettingProblem,
+    Settings,
+    TolerantSettings,
+    load_settings_tolerant,
+)
+from ccbt_engine.observability.logs import follow_settings
+from ccbt_engine.remote.service import RemoteService
 from ccbt_gui.controller import EngineController
 from ccbt_gui.main_window import MainWindow
 from ccbt_gui.single_instance import InstanceServer, send_to_running
@@ -83,13 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         if not server.listen():
             log.warning("single-instance server %s not available", server.name)
 
-    settings, settings_error = _load_settings()
+    loaded = _load_settings()
+    settings = loaded.settings
+    from ccbt_gui.settings_problems import confirm_unreadable, report_ignored
     from ccbt_gui.theme import apply_theme, chart_colors
+
+    if loaded.unreadable and not confirm_unreadable(loaded.unreadable):
+        print("not started: a settings file could not be read", flush=True)
+        if server is not None:
+            server.close()
+        return 1
 
     mode = apply_theme(app, settings.ui.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     controller = EngineController(settings)
+    follow_settings(controller.live)  # observability.log_*: now and on every change
     window = MainWindow(controller)
     window.details.speed.set_colors(*chart_colors(mode))
     _follow_system_theme(app, window)
@@ -100,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         window.show()
         print("main window shown", flush=True)
-    if settings_error:
-        window.show_message(f"Settings not loaded, using defaults: {settings_error}", 30000)
+    if loaded.ignored:
+        window.show_message(report_ignored(loaded.ignored, window), 30000)
     try:
         with loop:
             loop.run_until_complete(_run(app, controller, window, args))
@@ -125,12 +148,15 @@ def normalise_items(items: list[str]) -> list[str]:
     return out
 
 
-def _load_settings() -> tuple[Settings, str | None]:
+def _load_settings() -> TolerantSettings:
+    """Every valid setting; the ignored ones are printed here and shown by the caller."""
     try:
-        return load_settings(), None
-    except ConfigError as exc:  # a broken config must not stop the app from opening
-        print(f"settings error: {exc}", file=sys.stderr, flush=True)
-        return Settings(), str(exc)
+        loaded = load_settings_tolerant()
+    except ConfigError as exc:  # only a bug can get here: bad input is reported, not raised
+        loaded = TolerantSettings(Settings(), (SettingProblem(exc, exc.key, None),), {})
+    for problem in loaded.problems:
+        print(f"settings error: {problem.error}", file=sys.stderr, flush=True)
+    return loaded
 
 
 async def _run(
@@ -148,11 +174,12 @@ async def _run(
     session = controller.session
     assert session is not None
     window.set_port_note(f"Port {session.listen_port}")
+    remote = RemoteService(session)
+    remote.follow(controller.live)  # remote.enabled: serve this engine as `ccbt daemon` does
     if note:
         window.set_port_note(f"Port {session.listen_port} (random: configured port busy)")
         window.show_message(note, 30000)
         print(note, flush=True)
-    controller.apply_limits()
     if args.items:
         window.handle_items(list(args.items))
     if args.quit_after is not None:
@@ -160,6 +187,7 @@ async def _run(
     await done.wait()
     window.save_state()
     window.close()
+    await remote.stop()
     await controller.stop()
     print("engine stopped", flush=True)
 

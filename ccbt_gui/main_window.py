@@ -52,7 +52,6 @@ from ccbt_engine.config import (
     load_settings_with_sources,
     user_config_path,
 )
-from ccbt_gui import formatting as fmt
 from ccbt_gui.adding import AddingMixin
 from ccbt_gui.controller import EngineController
 from ccbt_gui.dialogs.torrent_options import (
@@ -69,6 +68,7 @@ from ccbt_gui.tray import Tray
 from ccbt_gui.widgets.delegates import ColoredTextDelegate, ProgressDelegate
 from ccbt_gui.widgets.details import DetailsPane, HandleLike
 from ccbt_gui.widgets.sidebar import StatusSidebar
+from ccbt_gui.widgets.statusbar import NetworkStatusBar
 
 log = logging.getLogger(__name__)
 
@@ -267,13 +267,16 @@ class MainWindow(AddingMixin, QMainWindow):
 
     def _build_statusbar(self) -> None:
         bar = self.statusBar()
-        self.rates_label = QLabel()
+        # connection icon, DHT nodes, rates with totals, alt-speed button (widgets/statusbar.py)
+        self.net_status = NetworkStatusBar()
+        self.net_status.set_alt_speed(self.settings.limits.alt_enabled)
+        self.net_status.altSpeedToggled.connect(self.set_alt_speed)
+        self.rates_label = self.net_status.rates
         self.count_label = QLabel()
         self.port_label = QLabel()
         bar.addPermanentWidget(self.port_label)
         bar.addPermanentWidget(self.count_label)
-        bar.addPermanentWidget(self.rates_label)
-        self.rates_label.setText(f"↓ {fmt.rate_always(0)}   ↑ {fmt.rate_always(0)}")
+        bar.addPermanentWidget(self.net_status)
         self.model.rowsInserted.connect(self._update_count)
         self.model.rowsRemoved.connect(self._update_count)
         self._update_count()
@@ -368,10 +371,18 @@ class MainWindow(AddingMixin, QMainWindow):
             self.set_alt_speed(event.enabled)  # the engine's schedule flipped it: follow
 
     def on_global_rates(self, down: float, up: float) -> None:
-        self.rates_label.setText(f"↓ {fmt.rate_always(down)}   ↑ {fmt.rate_always(up)}")
+        self.net_status.set_rates(down, up)
+        self.refresh_network()
         self.tray.set_rates(down, up)
         peers = sum(s.num_peers for s in self.model.statuses())
         self.details.add_session_sample(down, up, peers)
+
+    def refresh_network(self) -> None:
+        """Once per tick: one ``Session.network_status()`` call feeds the status bar's
+        connection icon, DHT count and session totals (no walk over the torrents here).
+        A controller stand-in without a session (tests) reads as no engine."""
+        session = getattr(self.controller, "session", None)
+        self.net_status.set_network(None if session is None else session.network_status())
 
     def show_message(self, text: str, timeout_ms: int = 8000) -> None:
         self.statusBar().showMessage(text, timeout_ms)
@@ -564,6 +575,7 @@ class MainWindow(AddingMixin, QMainWindow):
 
         self.settings = update_settings(self.settings, {"limits.alt_enabled": enabled})
         self.tray.set_alt_speed(enabled)
+        self.net_status.set_alt_speed(enabled)
         if self.controller is not None:
             self.controller.set_settings(self.settings)
         self.show_message("Alternative speed limits " + ("on" if enabled else "off"))
@@ -574,6 +586,7 @@ class MainWindow(AddingMixin, QMainWindow):
         status-bar message from the controller."""
         self.settings = settings
         self.tray.set_alt_speed(settings.limits.alt_enabled)
+        self.net_status.set_alt_speed(settings.limits.alt_enabled)
         if self.controller is not None:
             self.controller.set_settings(settings)
         if "ui.theme" in changes:

@@ -26,7 +26,14 @@ os.environ["CCBT_CONFIG_DIR"] = _CONFIG_DIR.name
 
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-from ccbt_engine.api import FileStatus, PeerStatus, TorrentStatus, TrackerStatus  # noqa: E402
+from ccbt_engine.api import (  # noqa: E402
+    FileStatus,
+    MappingStatus,
+    NetworkStatus,
+    PeerStatus,
+    TorrentStatus,
+    TrackerStatus,
+)
 from ccbt_engine.config import Settings  # noqa: E402
 from ccbt_gui.dialogs.settings import SettingsDialog  # noqa: E402
 from ccbt_gui.main_window import MainWindow  # noqa: E402
@@ -162,6 +169,27 @@ def demo_statuses() -> list[TorrentStatus]:
     ]
 
 
+def demo_network() -> NetworkStatus:
+    """One engine tick's network facts: reachable port mapped by UPnP, a populated DHT."""
+    mapped = tuple(
+        MappingStatus("upnp", transport, 6881, 6881, "mapped", "", "203.0.113.7", 0)
+        for transport in ("TCP", "UDP")
+    )
+    return NetworkStatus(
+        listen_port=6881,
+        external_ip="203.0.113.7",
+        dht_enabled=True,
+        dht_nodes=312,
+        incoming_seen=True,
+        download_rate=13.8 * MIB,
+        upload_rate=1.2 * MIB,
+        downloaded=5730 * MIB,
+        uploaded=1240 * MIB,
+        alt_speed=False,
+        mappings=mapped,
+    )
+
+
 class DemoHandle:
     """What the details pane asks a TorrentHandle for, made up deterministically."""
 
@@ -286,7 +314,8 @@ def build_window(theme: str) -> MainWindow:
         window.details.session_history.add(
             d + 9.6 * MIB * (0.8 + 0.3 * rng.random()), u * 3.5, 114 + rng.randint(0, 6), now=t0 + k
         )
-    window.rates_label.setText("↓ 13.8 MiB/s   ↑ 1.2 MiB/s")
+    window.net_status.set_rates(13.8 * MIB, 1.2 * MIB)
+    window.net_status.set_network(demo_network())  # status bar: connected, DHT, totals
     return window
 
 

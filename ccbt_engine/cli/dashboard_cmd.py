@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ccbt_engine.cli.download_cmd import _size
+from ccbt_engine.cli.remote_cmd import queue_label, queue_order
 from ccbt_engine.config import ConfigError, load_settings
 from ccbt_engine.remote.client import RemoteClient, RemoteClientError, RemoteUnreachable
 
@@ -163,7 +164,8 @@ async def _follow_events(client: RemoteClient, state: DashboardState) -> None:
 
 # -- rendering -----------------------------------------------------------------------------
 def render(state: DashboardState) -> RenderableType:
-    """One frame: a header line with session totals, the torrent table, the event pane."""
+    """One frame: a header line with session totals, the torrent table (in queue order, with
+    the 1-based position in "#"), the event pane."""
     names = {t.get("info_hash"): t.get("name", "?") for t in state.torrents}
     parts: list[RenderableType] = [_header(state), _torrent_table(state.torrents)]
     if state.error:
@@ -192,6 +194,7 @@ def _header(state: DashboardState) -> Text:
 
 def _torrent_table(torrents: list[dict[str, Any]]) -> Table:
     table = Table(expand=True, show_edge=False, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)  # queue position, as in qBittorrent
     table.add_column("Name", ratio=3, no_wrap=True, overflow="ellipsis")
     table.add_column("Progress", ratio=2, no_wrap=True)
     table.add_column("%", justify="right", no_wrap=True)
@@ -201,11 +204,12 @@ def _torrent_table(torrents: list[dict[str, Any]]) -> Table:
     table.add_column("Peers", justify="right", no_wrap=True)
     table.add_column("ETA", justify="right", no_wrap=True)
     if not torrents:
-        table.add_row(Text("no torrents", style="dim"), "", "", "", "", "", "", "")
-    for t in sorted(torrents, key=lambda t: str(t.get("name", ""))):
+        table.add_row("", Text("no torrents", style="dim"), "", "", "", "", "", "", "")
+    for t in sorted(torrents, key=queue_order):
         progress = float(t.get("progress") or 0.0)
         state = str(t.get("state", "?"))
         table.add_row(
+            queue_label(t.get("queue_position")),
             str(t.get("name", "?")),
             ProgressBar(total=1.0, completed=progress),
             f"{progress * 100:.1f} %",
@@ -218,7 +222,14 @@ def _torrent_table(torrents: list[dict[str, Any]]) -> Table:
     return table
 
 
-_STATE_STYLE = {"seeding": "green", "downloading": "cyan", "error": "red", "paused": "dim"}
+_STATE_STYLE = {
+    "seeding": "green",
+    "downloading": "cyan",
+    "error": "red",
+    "paused": "dim",
+    "queued": "yellow",
+    "moving": "magenta",
+}
 
 
 def _events_panel(events: collections.deque[dict[str, Any]], names: dict[Any, Any]) -> Panel:

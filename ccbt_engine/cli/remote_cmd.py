@@ -36,7 +36,7 @@ err_console = Console(stderr=True)
 )
 @click.pass_context
 def remote(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Control a running `ccbt daemon`: list, add, pause, resume, remove, limits."""
+    """Control a running `ccbt daemon`: list, add, pause, resume, remove, queue, move, limits."""
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -115,20 +115,21 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @click.pass_context
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Every torrent: hash, name, progress, state, rates, peers."""
+    """Every torrent, in queue order: position, hash, name, progress, state, rates, peers."""
     torrents = _call(_client(ctx), lambda c: c.torrents())
     if as_json:
         click.echo(json.dumps(torrents, indent=2))
         return
     table = Table(show_edge=False, pad_edge=False)
-    for name in ("Hash", "Name", "%", "State", "Down", "Up", "Peers"):
+    for name in ("#", "Hash", "Name", "%", "State", "Down", "Up", "Peers"):
         table.add_column(
             name,
             no_wrap=name != "Name",
             justify="left" if name in ("Hash", "Name", "State") else "right",
         )
-    for t in sorted(torrents, key=lambda t: str(t.get("name", ""))):
+    for t in sorted(torrents, key=queue_order):
         table.add_row(
+            queue_label(t.get("queue_position")),
             str(t.get("info_hash", ""))[:12],
             str(t.get("name", "?")),
             f"{float(t.get('progress') or 0) * 100:.1f}",
@@ -182,6 +183,62 @@ for _name, _help in (
     remote.command(_name, help=_help)(
         click.argument("torrents", nargs=-1, required=True)(click.pass_context(_each(_name)))
     )
+
+
+_DIRECTIONS = ("up", "down", "top", "bottom")
+
+
+@remote.command("queue")
+@click.argument("direction", type=click.Choice(_DIRECTIONS))
+@click.argument("torrents", nargs=-1, required=True)
+@click.pass_context
+def queue_cmd(ctx: click.Context, direction: str, torrents: tuple[str, ...]) -> None:
+    """Move torrents up/down one place or to the top/bottom of the queue.
+
+    Several torrents keep their order among themselves, as in qBittorrent: `queue top A B`
+    puts both first, the one that was higher in the queue above the other.
+    """
+
+    async def go(c: RemoteClient) -> list[str]:
+        listed = {str(t["info_hash"]): t for t in await c.torrents()}
+        hashes = list(dict.fromkeys([await _resolve(c, ref) for ref in torrents]))
+        # moving towards the top: the highest first; towards the bottom: the lowest first, so
+        # neighbours never swap places with each other
+        hashes.sort(key=lambda ih: queue_order(listed[ih]), reverse=direction in ("down", "top"))
+        moved = {ih: bool((await c.queue_move(ih, direction)).get("moved")) for ih in hashes}
+        now = {str(t["info_hash"]): t for t in await c.torrents()}  # places after all moves
+        return [
+            f"{now[ih].get('name')}: #{queue_label(now[ih].get('queue_position'))}"
+            + ("" if moved[ih] else " (already there)")
+            for ih in sorted(moved, key=lambda ih: queue_order(now[ih]))
+            if ih in now
+        ]
+
+    for line in _call(_client(ctx), go):
+        click.echo(line)
+
+
+@remote.command("move")
+@click.argument("torrent")
+@click.argument("path")
+@click.option("--wait", is_flag=True, help="Wait until the files are moved (or not).")
+@click.pass_context
+def move_cmd(ctx: click.Context, torrent: str, path: str, wait: bool) -> None:
+    """Set location: move a torrent's files to PATH, an absolute folder on the daemon's machine.
+
+    The move is all or nothing; on failure the files stay where they were. Without --wait the
+    command returns at once and the outcome shows as a StorageMoved / StorageMoveFailed event
+    (`ccbt dashboard`).
+    """
+
+    async def go(c: RemoteClient) -> dict[str, Any]:
+        return await c.move_storage(await _resolve(c, torrent), path, wait=wait)
+
+    reply = _call(_client(ctx), go)
+    if wait:
+        click.echo(f"{reply.get('name')}: now in {reply.get('save_path')}")
+    else:
+        click.echo(f"moving {reply.get('moving')} to {reply.get('path')}")
 
 
 @remote.command("remove")
@@ -240,6 +297,19 @@ def peers_cmd(ctx: click.Context, torrent: str) -> None:
             f"{float(p.get('progress') or 0) * 100:.0f}%  "
             f"down {_size(p.get('download_rate') or 0)}/s up {_size(p.get('upload_rate') or 0)}/s"
         )
+
+
+def queue_order(t: dict[str, Any]) -> tuple[int, int, str]:
+    """Sort key: queue order, torrents without a place (magnets fetching metadata) last."""
+    position = t.get("queue_position")
+    if isinstance(position, int) and position >= 0:
+        return (0, position, str(t.get("name", "")))
+    return (1, 0, str(t.get("name", "")))
+
+
+def queue_label(position: Any) -> str:
+    """1-based queue position as qBittorrent's "#" column shows it; "*" without a place."""
+    return str(position + 1) if isinstance(position, int) and position >= 0 else "*"
 
 
 def _limit(value: Any) -> str:

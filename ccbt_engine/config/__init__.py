@@ -2,9 +2,10 @@
 
 Precedence, lowest to highest: defaults < user ``config.toml`` (:func:`user_config_path`) <
 project-local ``./ccbt.toml`` (:func:`local_config_path`) < ``CCBT_<SECTION>_<KEY>`` environment
-variables < command-line flags (``overrides``). Files are edited in place keeping comments;
-secrets go to the OS keyring. Every failure is a :class:`ConfigError` whose message names the key,
-the value, where it came from and what is allowed. See ``docs/configuration.md``.
+variables < command-line flags (``overrides``); :func:`load_settings_tolerant` is the desktop
+app's variant that ignores (and reports) only the bad keys. Files are edited in place keeping
+comments; secrets go to the OS keyring. Every failure is a :class:`ConfigError` whose message
+names the key, the value, where it came from and what is allowed. See ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ from ccbt_engine.config.model import (
     iter_fields,
 )
 from ccbt_engine.config.secrets import delete_secret, get_secret, set_secret
+from ccbt_engine.config.tolerant import (
+    SettingProblem,
+    TolerantSettings,
+    load_settings_tolerant,
+    remove_entries,
+)
 
 __all__ = [
     "CONFIG_DIR_ENV",
@@ -56,8 +63,10 @@ __all__ = [
     "ObservabilitySettings",
     "RemoteSettings",
     "SecuritySettings",
+    "SettingProblem",
     "Settings",
     "SettingsObserver",
+    "TolerantSettings",
     "UiSettings",
     "delete_secret",
     "env_var_name",
@@ -65,9 +74,11 @@ __all__ = [
     "get_value",
     "iter_fields",
     "load_settings",
+    "load_settings_tolerant",
     "load_settings_with_sources",
     "local_config_path",
     "parse_value",
+    "remove_entries",
     "reset_value_in_file",
     "set_secret",
     "set_value_in_file",

@@ -22,7 +22,7 @@ from ccbt_engine.config.errors import ConfigError
 from ccbt_engine.config.loader import build_settings, flatten_document, parse_value, to_plain
 from ccbt_engine.config.model import SECRET_KEYS, field_info, split_key
 
-__all__ = ["reset_value_in_file", "set_value_in_file"]
+__all__ = ["atomic_write_text", "reset_value_in_file", "set_value_in_file"]
 
 
 def set_value_in_file(path: Path, key: str, value_str: str) -> None:
@@ -47,7 +47,7 @@ def set_value_in_file(path: Path, key: str, value_str: str) -> None:
         )
     table[name] = value
     _validate_document(doc, path)
-    _atomic_write(path, tomlkit.dumps(doc))
+    atomic_write_text(path, tomlkit.dumps(doc))
 
 
 def reset_value_in_file(path: Path, key: str) -> None:
@@ -67,7 +67,7 @@ def reset_value_in_file(path: Path, key: str) -> None:
     del table[name]
     if len(table) == 0 and not _has_comments(table):
         del doc[section]
-    _atomic_write(path, _trim_end(tomlkit.dumps(doc)))
+    atomic_write_text(path, _trim_end(tomlkit.dumps(doc)))
 
 
 def _trim_end(text: str) -> str:
@@ -112,7 +112,8 @@ def _validate_document(doc: TOMLDocument, path: Path) -> None:
     build_settings(flatten_document(doc.unwrap(), f"config file {path}"))
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (temp file + fsync + rename), keeping its permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = path.stat().st_mode & 0o7777

@@ -54,6 +54,9 @@ LOCAL_CONFIG_ENV = "CCBT_LOCAL_CONFIG"
 
 #: key -> (raw value, human description of where it came from)
 Merged = dict[str, tuple[Any, str]]
+#: where a layer reader that was given a list puts what it skipped, instead of raising
+#: (:mod:`ccbt_engine.config.tolerant`); None means "raise the first problem"
+Problems = list[ConfigError] | None
 
 
 def user_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -165,59 +168,93 @@ def to_plain(value: Any) -> Any:
 # -- layers ---------------------------------------------------------------------------------------
 
 
-def read_file_layer(path: Path, label: str) -> Merged:
-    """Values of one TOML file, flattened to ``"section.key"``; ``{}`` if the file is absent."""
+def read_file_layer(path: Path, label: str, problems: Problems = None) -> Merged:
+    """Values of one TOML file, flattened to ``"section.key"``; ``{}`` if the file is absent.
+
+    With ``problems``, an unreadable file is recorded there (``key`` None: nothing of it could
+    be used) and skipped, and bad entries are skipped one by one (:func:`flatten_document`).
+    """
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {label} {path}: {exc}", source=str(path)) from exc
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{label} {path} is not valid TOML: {exc}", source=str(path)) from exc
+    except ConfigError as exc:
+        if problems is None:
+            raise
+        problems.append(exc)
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {label} {path}: {exc}", source=str(path)) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label} {path} is not valid TOML: {exc}", source=str(path)) from exc
-    return flatten_document(data, f"{label} {path}")
+    return flatten_document(data, f"{label} {path}", problems)
 
 
-def flatten_document(data: Mapping[str, Any], source: str) -> Merged:
+def flatten_document(data: Mapping[str, Any], source: str, problems: Problems = None) -> Merged:
     """``{"network": {"listen_port": 1}}`` -> ``{"network.listen_port": (1, source)}``.
 
     Unknown sections and keys, and secrets written into a file, are errors here (not silently
-    ignored) because a typo would otherwise leave the user wondering why nothing changed.
+    ignored) because a typo would otherwise leave the user wondering why nothing changed. With
+    ``problems`` they are recorded there and skipped (the ``key`` of a whole section's problem
+    is the section name).
     """
     merged: Merged = {}
     for section, table in data.items():
-        if section not in SECTION_MODELS:
-            raise ConfigError(
-                f"unknown section [{section}] in {source}; sections are "
-                + ", ".join(SECTION_NAMES),
-                key=section,
-                source=source,
-            )
-        if not isinstance(table, Mapping):
-            raise ConfigError(
-                f"{section} in {source} must be a table ([{section}]), not {_show(table)}",
-                key=section,
-                value=table,
-                source=source,
-            )
-        for name, value in table.items():
-            key = f"{section}.{name}"
-            if key in SECRET_KEYS:
+        try:
+            if section not in SECTION_MODELS:
                 raise ConfigError(
-                    f"{key} must not be stored in {source}: it is a secret kept in the OS "
-                    f"keyring; remove it from the file and run `ccbt config set {key}`",
-                    key=key,
+                    f"unknown section [{section}] in {source}; sections are "
+                    + ", ".join(SECTION_NAMES),
+                    key=section,
                     source=source,
                 )
-            _check_known(key, source)
+            if not isinstance(table, Mapping):
+                raise ConfigError(
+                    f"{section} in {source} must be a table ([{section}]), not {_show(table)}",
+                    key=section,
+                    value=table,
+                    source=source,
+                )
+        except ConfigError as exc:
+            if problems is None:
+                raise
+            problems.append(exc)
+            continue
+        for name, value in table.items():
+            key = f"{section}.{name}"
+            try:
+                if key in SECRET_KEYS:
+                    raise ConfigError(
+                        f"{key} must not be stored in {source}: it is a secret kept in the OS "
+                        f"keyring; remove it from the file and run `ccbt config set {key}`",
+                        key=key,
+                        source=source,
+                    )
+                _check_known(key, source)
+            except ConfigError as exc:
+                if problems is None:
+                    raise
+                problems.append(_with_key(exc, key, value))
+                continue
             merged[key] = (value, source)
     return merged
 
 
-def env_layer(environ: Mapping[str, str]) -> Merged:
-    """``CCBT_<SECTION>_<KEY>`` variables. Other ``CCBT_*`` names (e.g. CCBT_CONFIG_DIR) pass."""
+def _with_key(exc: ConfigError, key: str, value: Any) -> ConfigError:
+    """``exc`` naming ``key`` and ``value`` (split_key's errors name the key only in the text)."""
+    return ConfigError(
+        str(exc), key=key, value=value, allowed=exc.allowed, source=exc.source or None
+    )
+
+
+def env_layer(environ: Mapping[str, str], problems: Problems = None) -> Merged:
+    """``CCBT_<SECTION>_<KEY>`` variables. Other ``CCBT_*`` names (e.g. CCBT_CONFIG_DIR) pass.
+
+    With ``problems``, unknown names and unparsable lists are recorded there and skipped.
+    """
     merged: Merged = {}
     for var, text in environ.items():
         upper = var.upper()  # Windows environment names are case-insensitive
@@ -231,8 +268,13 @@ def env_layer(environ: Mapping[str, str]) -> Merged:
         if key in SECRET_KEYS:
             continue  # read on demand by get_secret(), never part of Settings
         source = f"environment variable {var}"
-        _check_known(key, source)
-        merged[key] = (_coerce_text(key, text, source), source)
+        try:
+            _check_known(key, source)
+            merged[key] = (_coerce_text(key, text, source), source)
+        except ConfigError as exc:
+            if problems is None:
+                raise
+            problems.append(_with_key(exc, key, text))
     return merged
 
 
@@ -280,6 +322,20 @@ def _coerce_text(key: str, text: str, source: str) -> Any:
 
 def build_settings(merged: Merged) -> Settings:
     """Validate the merged raw values; translate pydantic's errors into one ConfigError."""
+    result = validate_merged(merged)
+    if isinstance(result, Settings):
+        return result
+    first = result[0]
+    if len(result) == 1:
+        raise first
+    message = "invalid settings:\n" + "\n".join(f"  {p}" for p in result)
+    raise ConfigError(
+        message, key=first.key, value=first.value, allowed=first.allowed, source=first.source
+    )
+
+
+def validate_merged(merged: Merged) -> Settings | list[ConfigError]:
+    """The settings, or one ConfigError per invalid key (each naming key, value and source)."""
     nested: dict[str, dict[str, Any]] = {}
     for key, (value, _) in merged.items():
         section, name = split_key(key)
@@ -287,10 +343,10 @@ def build_settings(merged: Merged) -> Settings:
     try:
         return Settings.model_validate(nested)
     except ValidationError as exc:
-        raise _translate(exc, merged) from None
+        return _translate(exc, merged)
 
 
-def _translate(exc: ValidationError, merged: Merged) -> ConfigError:
+def _translate(exc: ValidationError, merged: Merged) -> list[ConfigError]:
     problems: list[ConfigError] = []
     seen: set[str] = set()
     for error in exc.errors():
@@ -304,13 +360,7 @@ def _translate(exc: ValidationError, merged: Merged) -> ConfigError:
         if error["type"] in ("value_error", "assertion_error"):
             detail = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         problems.append(_invalid(key, value, source, detail))
-    if len(problems) == 1:
-        return problems[0]
-    first = problems[0]
-    message = "invalid settings:\n" + "\n".join(f"  {p}" for p in problems)
-    return ConfigError(
-        message, key=first.key, value=first.value, allowed=first.allowed, source=first.source
-    )
+    return problems
 
 
 def _invalid(key: str, value: Any, source: str, detail: str | None = None) -> ConfigError:

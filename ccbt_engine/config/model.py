@@ -139,13 +139,17 @@ class NetworkSettings(_Section):
         le=3600,
     )
     max_outstanding_requests: int = _f(
-        64, "Block requests kept in flight per peer (pipelining).", ge=1, le=2048
+        500,
+        "Hard cap on block requests in flight per peer; below it the depth follows the peer's"
+        " measured rate (3 s of its download, bandwidth x delay) and its advertised reqq.",
+        ge=1,
+        le=2048,
     )
     enable_tcp: bool = _f(True, "Use TCP peer connections.")
     enable_utp: bool = _f(
-        False,
-        "Use uTP (BEP 29) peer connections (off by default until a stall after a lost packet is"
-        " fixed).",
+        True,
+        "Use uTP (BEP 29) peer connections: outgoing peers are tried over uTP first and over TCP"
+        " if it has not connected within 0.5 s; incoming uTP is accepted.",
     )
     enable_dht: bool = _f(True, "Find peers through the DHT (BEP 5).")
     dht_port: int = _f(0, "UDP port for the DHT; 0 means the same as listen_port.", ge=0, le=65535)
@@ -162,6 +166,11 @@ class NetworkSettings(_Section):
     proxy_host: str = _f("", "Proxy host name or address.")
     proxy_port: int = _f(1080, "Proxy port.", ge=1, le=65535)
     proxy_username: str = _f("", "Proxy user name (the password is kept in the OS keyring).")
+    proxy_force: bool = _f(
+        False,
+        "With a proxy set, turn off what it cannot carry (uTP, DHT, UDP trackers, LSD, UPnP and"
+        " NAT-PMP) instead of letting it go direct.",
+    )
 
 
 class DiskSettings(_Section):
@@ -180,15 +189,21 @@ class DiskSettings(_Section):
     )
     move_completed_to: OptionalPath = _f(
         None,
-        "Move finished downloads here; empty means leave them in place.",
+        "When a download completes, move its files here (it keeps seeding from there; a failed"
+        " move is rolled back); empty means leave them in place.",
         allowed="a folder path, or empty to leave finished downloads in place",
     )
     preallocate: Literal["none", "sparse", "full"] = _f(
         "sparse", "How file space is reserved: not at all, as sparse files, or fully written."
     )
-    use_mmap: bool = _f(False, "Use memory-mapped file I/O.")
-    write_cache_mb: int = _f(64, "Write cache size in MiB.", ge=0, le=65536)
-    read_cache_mb: int = _f(32, "Read cache size in MiB.", ge=0, le=65536)
+    write_cache_mb: int = _f(
+        64,
+        "Write cache size in MiB: pieces received, being hashed or written; reading from peers"
+        " pauses while it is full (back-pressure).",
+        ge=0,
+        le=65536,
+    )
+    read_cache_mb: int = _f(32, "Upload read cache (all torrents) in MiB; 0 = off.", ge=0, le=65536)
     max_open_files: int = _f(256, "File handles kept open across all torrents.", ge=1, le=65536)
     hash_threads: int = _f(2, "Threads used to hash pieces.", ge=1, le=64)
     checkpoint_interval: int = _f(30, "Seconds between resume-data checkpoints.", ge=1, le=86_400)
@@ -224,12 +239,29 @@ class LimitsSettings(_Section):
         allowed="a time as HH:MM (00:00-23:59)",
     )
     alt_days: tuple[Weekday, ...] = _f(ALL_DAYS, "Days the schedule applies.")
-    max_active_downloads: int = _f(5, "Torrents downloading at once; 0 = unlimited.", ge=0)
-    max_active_seeds: int = _f(5, "Torrents seeding at once; 0 = unlimited.", ge=0)
-    share_ratio_limit: float = _f(
-        0.0, "Stop seeding at this upload/download ratio; 0 = never.", ge=0
+    max_active_downloads: int = _f(
+        5,
+        "Torrents downloading at once; the others wait as queued, in queue order; 0 = unlimited.",
+        ge=0,
     )
-    seed_time_limit_min: int = _f(0, "Stop seeding after this many minutes; 0 = never.", ge=0)
+    max_active_seeds: int = _f(
+        5,
+        "Torrents seeding at once; the others wait as queued, in queue order; 0 = unlimited.",
+        ge=0,
+    )
+    skip_slow_torrents: bool = _f(
+        True,
+        "A running torrent with under 2 KiB/s of payload for a minute (a dead swarm, a seed"
+        " nobody wants) keeps running but frees its slot for the next queued torrent.",
+    )
+    share_ratio_limit: float = _f(
+        0.0,
+        "Pause a seeding torrent once its upload/download ratio reaches this; 0 = no limit.",
+        ge=0,
+    )
+    seed_time_limit_min: int = _f(
+        0, "Pause a torrent after it has seeded this many minutes; 0 = no limit.", ge=0
+    )
 
 
 class SecuritySettings(_Section):
@@ -291,12 +323,17 @@ class ObservabilitySettings(_Section):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Minimum log level.")
     log_file: OptionalPath = _f(
-        None, "Also log to this file; empty = console only.", allowed="a file path, or empty"
+        None,
+        "Also log to this rotating file (a relative path goes in the platform's log folder); "
+        "empty = console only.",
+        allowed="a file path, or empty",
     )
     log_json: bool = _f(False, "Write log records as JSON lines.")
     enable_metrics: bool = _f(False, "Serve Prometheus metrics.")
     metrics_host: IpStr = _f(
-        "127.0.0.1", "Address the metrics endpoint binds to.", allowed="an IP address"
+        "127.0.0.1",
+        "Address the metrics endpoint binds to (it has no authentication).",
+        allowed="an IP address",
     )
     metrics_port: int = _f(9090, "Port of the metrics endpoint.", ge=1, le=65535)
 
@@ -317,7 +354,10 @@ class UiSettings(_Section):
 class RemoteSettings(_Section):
     """The HTTP/WebSocket remote-control daemon (the password lives in the OS keyring)."""
 
-    enabled: bool = _f(False, "Serve the engine facade over HTTP/WebSocket.")
+    enabled: bool = _f(
+        False,
+        "The desktop app serves its engine over the remote API too (`ccbt daemon` always does).",
+    )
     host: str = _f("127.0.0.1", "Address to bind (daemon) or connect to (client).", min_length=1)
     port: int = _f(8080, "Port of the remote interface.", ge=1, le=65535)
     username: str = _f("", "User name for the remote interface.")

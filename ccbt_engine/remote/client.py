@@ -100,8 +100,11 @@ class RemoteClient:
         data: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
     ) -> Any:
-        """One API call; the decoded JSON reply, or RemoteClientError / RemoteUnreachable."""
+        """One API call; the decoded JSON reply, or RemoteClientError / RemoteUnreachable.
+
+        ``timeout`` replaces the client's for this call (a move waited for can take long)."""
         if self._http is None:
             raise RuntimeError("use RemoteClient as 'async with'")
         try:
@@ -112,6 +115,7 @@ class RemoteClient:
                 data=data,
                 params=params,
                 headers=headers,
+                timeout=timeout or self._timeout,
             ) as reply:
                 body = await reply.read()
                 status = reply.status
@@ -199,6 +203,29 @@ class RemoteClient:
 
     async def recheck(self, info_hash: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", f"/torrents/{info_hash}/recheck")
+        return result
+
+    async def queue_move(self, info_hash: str, direction: str) -> dict[str, Any]:
+        """Move a torrent "up", "down", to the "top" or "bottom" of the queue.
+
+        Returns ``{"moved": bool, "torrent": status}``; moved is false when it already was
+        there (its ``queue_position`` is 0-based)."""
+        path = f"/torrents/{info_hash}/queue"
+        result: dict[str, Any] = await self.request("POST", path, json_body={"move": direction})
+        return result
+
+    async def move_storage(
+        self, info_hash: str, path: str | Path, *, wait: bool = False
+    ) -> dict[str, Any]:
+        """ "Set location": move the torrent's files under ``path`` (a folder on the daemon's
+        machine). Without ``wait``: ``{"moving", "path"}`` at once, the outcome comes as a
+        StorageMoved / StorageMoveFailed event; with it: the status after the move, or
+        RemoteClientError 409 naming why it failed (the files then stayed where they were)."""
+        body = {"path": str(path), "wait": wait}
+        url = f"/torrents/{info_hash}/location"
+        # waiting: no overall limit (copying across disks takes as long as it takes)
+        timeout = aiohttp.ClientTimeout(sock_connect=self._timeout.total) if wait else None
+        result: dict[str, Any] = await self.request("POST", url, json_body=body, timeout=timeout)
         return result
 
     async def connect_peer(self, info_hash: str, host: str, port: int) -> None:

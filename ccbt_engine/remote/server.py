@@ -10,6 +10,8 @@ the same engine. Routes (all under ``/api/v1``, reference in ``docs/remote.md``)
     GET    /torrents/{ih}[/peers|/files|/trackers]
     POST   /torrents/{ih}/pause|resume|recheck
     POST   /torrents/{ih}/peers         {"host", "port"}: dial a peer
+    POST   /torrents/{ih}/queue         {"move": "up"|"down"|"top"|"bottom"}
+    POST   /torrents/{ih}/location      {"path", "wait"}: move the files ("set location")
     PUT    /torrents/{ih}/files         {"priorities": [...]}
     DELETE /torrents/{ih}?delete_files=true
     GET    /events                      WebSocket: a Hello (with recent events), then each event
@@ -30,14 +32,16 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 from aiohttp import WSCloseCode, web
 
 from ccbt_engine import __version__
 from ccbt_engine import events as ev
-from ccbt_engine.api import MetainfoError, Session, SessionError, TorrentHandle
+from ccbt_engine.api import MetainfoError, QueueDirection, Session, SessionError, TorrentHandle
 from ccbt_engine.config import ConfigError, Settings
 from ccbt_engine.config.secrets import get_secret
 from ccbt_engine.magnet import MagnetError
@@ -115,6 +119,8 @@ class RemoteServer:
         self._clients: dict[web.WebSocketResponse, asyncio.Queue[dict[str, JSON]]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._runner: web.AppRunner | None = None
+        #: "set location" moves started without waiting (kept referenced until they end)
+        self._moves: set[asyncio.Task[bool]] = set()
         self.app = self._build_app()
 
     @classmethod
@@ -221,6 +227,8 @@ class RemoteServer:
         app.router.add_post(f"{p}/torrents/{_IH}/pause", self._pause)
         app.router.add_post(f"{p}/torrents/{_IH}/resume", self._resume)
         app.router.add_post(f"{p}/torrents/{_IH}/recheck", self._recheck)
+        app.router.add_post(f"{p}/torrents/{_IH}/queue", self._queue_move)
+        app.router.add_post(f"{p}/torrents/{_IH}/location", self._set_location)
         app.router.add_get(f"{p}/events", self._events)
         return app
 
@@ -425,6 +433,61 @@ class RemoteServer:
             raise ApiError(409, str(exc)) from exc
         return web.json_response(to_json(handle.status()))
 
+    async def _queue_move(self, request: web.Request) -> web.Response:
+        handle = self._handle(request)
+        body = await self._json_body(request)
+        direction = body.get("move")
+        if direction not in _DIRECTIONS:
+            raise ApiError(400, 'move must be one of "' + '", "'.join(_DIRECTIONS) + '"')
+        try:
+            moved = self.session.queue_move(handle, direction)
+        except SessionError as exc:  # a magnet without metadata has no place in the queue yet
+            raise ApiError(409, str(exc)) from exc
+        return web.json_response({"moved": moved, "torrent": to_json(handle.status())})
+
+    async def _set_location(self, request: web.Request) -> web.Response:
+        """Move the files; by default answer 202 at once (a cross-disk copy can take minutes,
+        longer than any HTTP timeout) and report the end as StorageMoved/StorageMoveFailed;
+        with ``"wait": true`` answer when it is done (409 with the reason on failure)."""
+        handle = self._handle(request)
+        body = await self._json_body(request)
+        unknown = set(body) - {"path", "wait"}
+        if unknown:
+            raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))}")
+        target = _location(body.get("path"))
+        wait = _flag(body.get("wait"), "wait")
+        if not _has_metadata(handle):
+            raise ApiError(409, "the torrent's metadata has not arrived yet")
+        failures: list[ev.StorageMoveFailed] = []
+
+        def failed(event: ev.Event) -> None:
+            if isinstance(event, ev.StorageMoveFailed) and event.info_hash == handle.info_hash:
+                failures.append(event)
+
+        unsubscribe = self.session.subscribe(failed)
+        # the move belongs to the engine, not to this request: a client that hangs up (or a
+        # cancelled handler) must not cancel it halfway, hence the task and the shield
+        task = asyncio.ensure_future(handle.move_storage(target))
+        self._moves.add(task)
+        task.add_done_callback(self._move_done)
+        task.add_done_callback(lambda _t: unsubscribe())
+        if not wait:
+            return web.json_response({"moving": handle.info_hash, "path": str(target)}, status=202)
+        try:
+            moved = await asyncio.shield(task)
+        except SessionError as exc:
+            raise ApiError(409, str(exc)) from exc
+        if not moved:
+            reason = failures[-1].message if failures else "the move was cancelled"
+            raise ApiError(409, f"not moved to {target}: {reason}")
+        return web.json_response(to_json(handle.status()))
+
+    def _move_done(self, task: asyncio.Task[bool]) -> None:
+        self._moves.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # (waited-for moves also raise in their request, which answers the client)
+            log.error("remote: set location failed", exc_info=task.exception())
+
     # -- events ----------------------------------------------------------------------------
     async def _events(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
@@ -459,6 +522,20 @@ async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, JSON]]
             await ws.send_json(body)
         except (ConnectionError, RuntimeError):
             return
+
+
+_DIRECTIONS: tuple[str, ...] = get_args(QueueDirection)
+
+
+def _location(value: object) -> Path:
+    """The target folder of a move: an absolute path on the daemon's machine (``~`` allowed);
+    a relative one would depend on the daemon's working folder, which the client cannot know."""
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ApiError(400, "path must be a folder path on the daemon's machine")
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        raise ApiError(400, f"path must be absolute, not {value!r}")
+    return Path(os.path.normpath(path))
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -19,6 +19,10 @@ when the checkpoint was taken:
   write could follow it), a newer mtime means someone else wrote the file → doubtful;
 * otherwise the claimed pieces of that file are trusted without reading them.
 
+Statistics (uploaded/downloaded totals, active and seeding seconds) are carried across restarts
+like qBittorrent's, so the share-ratio and seeding-time limits do not start over; a field
+missing from an older file reads as 0.
+
 Partial pieces: the checkpoint flushes the write cache first, so the blocks it lists are on
 disk; they are restored into the picker and the piece is hashed as usual once its remaining
 blocks arrive, so a wrong block costs one piece's re-download, never bad data.
@@ -91,9 +95,14 @@ class ResumeData:
     #: the skipped files' part file, or None when there was none
     part_file: FileStamp | None = None
     file_priorities: tuple[int, ...] = ()
+    #: payload totals of every session so far (the share ratio limit compares them)
     uploaded: int = 0
     downloaded: int = 0
+    #: seconds running (downloading or seeding), every session so far
     active_seconds: int = 0
+    #: seconds in the seeding state, every session so far (``limits.seed_time_limit_min``);
+    #: files written before this field existed read as 0
+    seeding_seconds: int = 0
     added_time: int = 0
     completed_time: int = 0
     paused: bool = False
@@ -157,6 +166,7 @@ def encode_resume(data: ResumeData) -> bytes:
             b"uploaded": data.uploaded,
             b"downloaded": data.downloaded,
             b"active-seconds": data.active_seconds,
+            b"seeding-seconds": data.seeding_seconds,
             b"added-time": data.added_time,
             b"completed-time": data.completed_time,
             b"paused": int(data.paused),
@@ -275,6 +285,7 @@ def decode_resume(raw: bytes) -> ResumeData:
         uploaded=_count(top, "uploaded"),
         downloaded=_count(top, "downloaded"),
         active_seconds=_count(top, "active-seconds"),
+        seeding_seconds=_count(top, "seeding-seconds"),
         added_time=_count(top, "added-time"),
         completed_time=_count(top, "completed-time"),
         paused=bool(_count(top, "paused")),

@@ -245,6 +245,11 @@ async def test_remote_cli_metrics_and_live_config(
 
     await _until(seeding, 60, "the resumed torrent to seed")
     assert 'ccbt_torrents{state="seeding"} 1.0' in await asyncio.to_thread(_scrape, metrics)
+    queued = await run("queue", "top", ih[:8])
+    assert queued.returncode == 0 and "#1 (already there)" in queued.stdout, queued.stderr
+    relocated = await run("move", ih[:8], str(tmp_path / "relocated"), "--wait")
+    assert relocated.returncode == 0, relocated.stderr
+    assert (tmp_path / "relocated" / "data.bin").exists() and not data.exists()
     limits = await run("limits", "--down", "100")
     assert "down 100.0 KiB/s" in limits.stdout, limits.stdout
 

@@ -389,6 +389,7 @@ async def test_dashboard_once_shows_torrents_and_events(
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "hello.bin" in line)
     assert "100.0 %" in row and "seeding" in row
+    assert row.split()[0] == "1"  # the "#" column: 1-based queue position
     assert "1 torrents (0 downloading, 1 seeding)" in result.output
     assert "TorrentAdded" in result.output and "TorrentStateChanged" in result.output
 
@@ -419,3 +420,172 @@ def test_help_lists_daemon_and_dashboard() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     assert "daemon" in result.output and "dashboard" in result.output
+
+
+# -- queue and set location ----------------------------------------------------------------
+async def _positions(client: RemoteClient) -> dict[str, int]:
+    return {str(t["info_hash"]): int(t["queue_position"]) for t in await client.torrents()}
+
+
+async def test_queue_moves(
+    server: RemoteServer, client: RemoteClient, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    hashes = []
+    for seed in (21, 22, 23):
+        raw, ih = _torrent(tmp_path / f"d{seed}", seed=seed)
+        await client.add_torrent(raw, tmp_path / f"d{seed}", paused=True)
+        hashes.append(ih)
+    a, b, c = hashes
+    assert await _positions(client) == {a: 0, b: 1, c: 2}  # new torrents join at the bottom
+
+    reply = await client.queue_move(c, "top")
+    assert reply["moved"] is True and reply["torrent"]["queue_position"] == 0
+    assert await _positions(client) == {c: 0, a: 1, b: 2}
+    assert (await client.queue_move(c, "top"))["moved"] is False  # already there
+    assert (await client.queue_move(c, "up"))["moved"] is False
+    await client.queue_move(a, "down")
+    assert await _positions(client) == {c: 0, b: 1, a: 2}
+    await client.queue_move(c, "bottom")
+    await client.queue_move(a, "up")
+    assert await _positions(client) == {a: 0, b: 1, c: 2}
+
+    for body in ({"move": "sideways"}, {"move": None}, {}, {"move": 1}):
+        with pytest.raises(RemoteClientError) as bad:
+            await client.request("POST", f"/torrents/{a}/queue", json_body=body)
+        assert bad.value.status == 400, body
+    with pytest.raises(RemoteClientError) as missing:
+        await client.queue_move("0" * 40, "top")
+    assert missing.value.status == 404
+    magnet = hashlib.sha1(b"queue magnet").hexdigest()
+    await client.add_magnet(f"magnet:?xt=urn:btih:{magnet}", tmp_path / "m", paused=True)
+    with pytest.raises(RemoteClientError) as no_place:
+        await client.queue_move(magnet, "top")
+    assert no_place.value.status == 409  # a magnet joins the queue with its metadata
+
+    # the same auth as every other route: nothing moves without credentials
+    url = f"{server.url}/torrents/{c}/queue"
+    async with http.post(url, json={"move": "top"}, headers=OK_HEADERS) as r:
+        assert r.status == 401
+    async with http.post(
+        url, json={"move": "top"}, headers={"Authorization": _basic(USER, PASSWORD)}
+    ) as r:
+        assert r.status == 403  # no X-Ccbt-Client header
+    assert (await _positions(client))[c] == 2
+
+
+async def test_set_location(
+    server: RemoteServer, client: RemoteClient, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    raw, ih = _torrent(old, seed=31)
+    await client.add_torrent(raw, old)
+
+    async def seeding_in(folder: Path) -> bool:
+        t = await client.torrent(ih)
+        return bool(t["state"] == "seeding" and t["save_path"] == str(folder))
+
+    await _until(lambda: seeding_in(old), what="seeding")
+    content = (old / "hello.bin").read_bytes()
+
+    moved = await client.move_storage(ih, new, wait=True)
+    assert moved["save_path"] == str(new)
+    assert (new / "hello.bin").read_bytes() == content and not (old / "hello.bin").exists()
+    await _until(lambda: seeding_in(new), what="seeding from the new folder")
+
+    # without waiting: 202 at once, the torrent gets there and says so with an event
+    events = client.events()
+    try:
+        await asyncio.wait_for(anext(events), 10)  # Hello
+        started = await client.move_storage(ih, old)
+        assert started == {"moving": ih, "path": str(old)}
+
+        async def storage_moved() -> dict[str, Any]:
+            async for event in events:
+                if event["type"].startswith("StorageMove"):
+                    return event
+            raise AssertionError("event stream ended")
+
+        event = await asyncio.wait_for(storage_moved(), 20)
+    finally:
+        await events.aclose()
+    assert event["type"] == "StorageMoved" and event["info_hash"] == ih
+    await _until(lambda: seeding_in(old), what="seeding from the old folder again")
+
+    # a failed move names the reason, and the files stay where they were
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RemoteClientError) as failed:
+        await client.move_storage(ih, blocker, wait=True)
+    assert failed.value.status == 409 and "not moved" in failed.value.message
+    assert (old / "hello.bin").read_bytes() == content
+    await _until(lambda: seeding_in(old), what="seeding on after the failed move")
+
+    for body in (
+        {"path": "relative/dir"},
+        {"path": ""},
+        {"path": 7},
+        {},
+        {"path": str(new), "wait": "maybe"},
+        {"path": str(new), "bogus": 1},
+    ):
+        with pytest.raises(RemoteClientError) as bad:
+            await client.request("POST", f"/torrents/{ih}/location", json_body=body)
+        assert bad.value.status == 400, body
+    magnet = hashlib.sha1(b"location magnet").hexdigest()
+    await client.add_magnet(f"magnet:?xt=urn:btih:{magnet}", tmp_path / "m", paused=True)
+    with pytest.raises(RemoteClientError) as no_meta:
+        await client.move_storage(magnet, new)
+    assert no_meta.value.status == 409
+    async with http.post(
+        f"{server.url}/torrents/{ih}/location", json={"path": str(new)}, headers=OK_HEADERS
+    ) as r:
+        assert r.status == 401
+    assert (old / "hello.bin").exists()
+
+
+def _remote(port: int, tmp_path: Path, *args: str) -> Any:
+    env = {
+        "CCBT_CONFIG_DIR": str(tmp_path / "config"),
+        "CCBT_REMOTE_USERNAME": USER,
+        "CCBT_REMOTE_PASSWORD": PASSWORD,
+        "COLUMNS": "160",
+    }
+    return CliRunner().invoke(cli, ["remote", "--port", str(port), *args], env=env)
+
+
+async def test_remote_cli_queue_and_move(
+    server: RemoteServer, client: RemoteClient, tmp_path: Path
+) -> None:
+    hashes = []
+    for seed in (41, 42, 43):
+        raw, ih = _torrent(tmp_path / f"d{seed}", name=f"t{seed}.bin", seed=seed)
+        await client.add_torrent(raw, tmp_path / f"d{seed}", paused=True)
+        hashes.append(ih)
+    a, b, c = hashes
+    # two torrents to the top keep their order among themselves (qBittorrent's rule)
+    result = await asyncio.to_thread(_remote, server.port, tmp_path, "queue", "top", c[:8], b)
+    assert result.exit_code == 0, result.output
+    assert await _positions(client) == {b: 0, c: 1, a: 2}
+    assert "t42.bin: #1" in result.output and "t43.bin: #2" in result.output
+    result = await asyncio.to_thread(_remote, server.port, tmp_path, "queue", "up", b)
+    assert result.exit_code == 0 and "already there" in result.output
+    result = await asyncio.to_thread(_remote, server.port, tmp_path, "queue", "left", b)
+    assert result.exit_code == 2  # bad usage
+
+    listing = await asyncio.to_thread(_remote, server.port, tmp_path, "list")
+    assert listing.exit_code == 0, listing.output
+    rows = [
+        [cell for cell in line.split() if cell != "│"]
+        for line in listing.output.splitlines()
+        if ".bin" in line
+    ]
+    assert [(r[0], r[2]) for r in rows] == [("1", "t42.bin"), ("2", "t43.bin"), ("3", "t41.bin")]
+
+    target = tmp_path / "moved"
+    result = await asyncio.to_thread(
+        _remote, server.port, tmp_path, "move", a[:10], str(target), "--wait"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"now in {target}" in result.output and (target / "t41.bin").exists()
+    result = await asyncio.to_thread(_remote, server.port, tmp_path, "move", a, "relative")
+    assert result.exit_code == 1 and "absolute" in result.output

@@ -20,7 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ccbt_engine import events as ev
 from ccbt_engine.api import Session, SessionError, TorrentHandle
+from ccbt_engine.bencode import decode, encode
 from ccbt_engine.create import create_torrent
 from ccbt_engine.metainfo import TorrentInfo, parse_torrent
 from ccbt_engine.state import (
@@ -64,6 +66,7 @@ def _sample(**over: object) -> ResumeData:
         "uploaded": 5,
         "downloaded": 7,
         "active_seconds": 60,
+        "seeding_seconds": 30,
         "added_time": 1_700_000_000,
         "completed_time": 0,
         "paused": True,
@@ -88,6 +91,24 @@ def test_roundtrip() -> None:
     assert [data.has_piece(i) for i in range(10)] == [1, 0, 1, 1, 0, 0, 0, 0, 0, 1]
 
 
+def test_file_without_statistics_reads_as_zero() -> None:
+    """Files written before the statistics (or by hand) are still usable: the counters are 0."""
+    top = decode(encode_resume(_sample()))
+    assert isinstance(top, dict)
+    for key in (b"uploaded", b"downloaded", b"active-seconds", b"seeding-seconds"):
+        del top[key]
+    data = decode_resume(encode(top))
+    assert (data.uploaded, data.downloaded, data.active_seconds, data.seeding_seconds) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert data == dataclasses.replace(
+        _sample(), uploaded=0, downloaded=0, active_seconds=0, seeding_seconds=0
+    )
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -105,6 +126,8 @@ def test_roundtrip() -> None:
         encode_resume(_sample(pieces=bytes([0xFF, 0xFF]))),  # spare bits set
         encode_resume(_sample(partial={}))[:-1] + b"x",
         encode_resume(_sample(file_priorities=(4, 9))),
+        encode_resume(_sample()).replace(b"15:seeding-secondsi30e", b"15:seeding-secondsi-1e"),
+        encode_resume(_sample()).replace(b"15:seeding-secondsi30e", b"15:seeding-seconds2:30"),
     ],
 )
 def test_bad_resume_files_raise_resume_error(raw: bytes) -> None:
@@ -545,3 +568,39 @@ async def test_idle_seed_is_not_rewritten_and_same_claim_skips_fsync(
         torrent_obj = session._core.torrents[bytes.fromhex(handle.info_hash)]
         assert await persistence.checkpoint(torrent_obj)  # a command's checkpoint still writes
         assert len(synced) == count, "the same claim was fsynced twice"
+
+
+async def test_statistics_survive_restart_and_seeding_limits_go_on(tmp_path: Path) -> None:
+    """Uploaded/downloaded (the ratio), active time and seeding time carry over a restart, as
+    in qBittorrent, so ``seed_time_limit_min`` does not count from zero again."""
+    data, torrent = _payload(tmp_path / "src", {"f.bin": 256 * KIB}, 13)
+    state = tmp_path / "state"
+    async with _leecher(state) as first:
+        handle = await _seed(first, torrent, data)
+        key = bytes.fromhex(handle.info_hash)
+        first._core.torrents[key].up.total = 3 * 256 * KIB  # as if uploaded three copies
+        first._core.queue.restore_seeding_time(key, 2 * 3600.0)  # as if seeded two hours
+    saved = decode_resume((state / "torrents" / f"{handle.info_hash}.resume").read_bytes())
+    assert saved.clean and saved.uploaded == 3 * 256 * KIB
+    assert 2 * 3600 <= saved.seeding_seconds < 2 * 3600 + 60
+
+    async with _leecher(state) as again:
+        (restored,) = again.torrents()
+        status = restored.status()
+        assert status.state == "seeding" and status.uploaded == 3 * 256 * KIB
+        assert status.ratio == pytest.approx(3.0)  # what share_ratio_limit compares
+        assert status.time_active >= saved.active_seconds
+        assert again._core.queue.seeding_time(key) >= saved.seeding_seconds
+
+    limited = loopback_settings(
+        disk={"checkpoint_interval": 1}, limits={"seed_time_limit_min": 100}
+    )
+    async with Session(limited, listen_port=0, state_dir=state) as third:
+        reached: list[ev.SeedingLimitReached] = []
+        third.subscribe(
+            lambda e: reached.append(e) if isinstance(e, ev.SeedingLimitReached) else None
+        )
+        (restored,) = third.torrents()
+        await _until(lambda: restored.status().state == "paused", 10, "seed-time limit pause")
+        assert reached and reached[0].reason == "seed_time"
+        assert reached[0].seeding_time >= 2 * 3600
