@@ -37,6 +37,7 @@ from ccbt_engine.dht.service import peer_loop
 from ccbt_engine.extensions import ExtensionManager, ExtPeer
 from ccbt_engine.extensions.metadata import MetadataAssembler, UtMetadata
 from ccbt_engine.extensions.pex import UtPex
+from ccbt_engine.layer_fetch import LayerDriver, fetch_piece_layers
 from ccbt_engine.magnet import Magnet, parse_magnet
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, parse_info_dict
 from ccbt_engine.net.peer import PeerConnection
@@ -154,6 +155,10 @@ class MagnetTorrent:
             udp_blocked=lambda: udp_block_reason(core.settings.network),
         )
         self._finishing = False
+        #: BEP 52 piece-layer fetch of a v2-only torrent (between the info dict and the torrent)
+        self.layer_fetch: LayerDriver | None = None
+        #: the verified info dict of a piece-layer fetch interrupted by a pause (resume restarts it)
+        self.metadata_raw: bytes | None = None
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -218,6 +223,9 @@ class MagnetTorrent:
         self.error = None
         self.candidates = list(self.sources)
         self.start()
+        raw, self.metadata_raw = self.metadata_raw, None
+        if raw is not None:
+            self._on_metadata(raw)
 
     async def close(self, *, delete_files: bool = False) -> None:
         """Stop fetching; there are no files yet, so ``delete_files`` has nothing to delete."""
@@ -341,6 +349,10 @@ class MagnetTorrent:
 
     def on_peer_event(self, conn: PeerConnection, event: wire.Event) -> None:
         mp = self.peers.get(conn)
+        if mp is not None and isinstance(event, wire.HashTransfer):
+            if self.layer_fetch is not None:
+                self.layer_fetch.on_message(conn, event)
+            return
         if mp is None or not isinstance(event, wire.Extended):
             return  # pieces, bitfields and choking mean nothing without metadata
         if event.ext_id == 0:
@@ -355,6 +367,8 @@ class MagnetTorrent:
         if self.peers.pop(conn, None) is None:
             return
         self.extensions.on_peer_closed(conn)
+        if self.layer_fetch is not None:
+            self.layer_fetch.on_peer_closed(conn)
         self._connect_more()
 
     def on_peer_writable(self, conn: PeerConnection) -> None:
@@ -386,7 +400,7 @@ class MagnetTorrent:
 
     # -- the transition -------------------------------------------------------------------
     def _on_metadata(self, raw: bytes) -> None:
-        if not self._finishing:
+        if not self._finishing and self.layer_fetch is None:
             self._finishing = True
             self._spawn(self._become_torrent(raw))
 
@@ -399,11 +413,12 @@ class MagnetTorrent:
             self._fail(f"the torrent's metadata is invalid: {exc}")
             return
         if not info.has_v1:
-            # v2 piece hashes are not in the info dict: they come from peers as BEP 52 hash
-            # requests, which the engine does not speak yet. Without them every piece would
-            # "fail" its check and honest peers would be banned, so stop with a clear reason.
-            self._fail("v2-only torrents from magnet links need BEP 52 hash requests (not yet)")
-            return
+            # v2 piece hashes are not in the info dict: fetch and verify them (BEP 52) first,
+            # so the torrent starts as complete as one added from a .torrent file
+            fetched = await fetch_piece_layers(self, raw, info)
+            if fetched is None:
+                return
+            info = fetched
         peers = [(mp.conn, mp.source) for mp in self.peers.values()]
         for conn, _ in peers:
             conn.close("metadata received: reconnecting as a torrent")

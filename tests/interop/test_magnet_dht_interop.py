@@ -6,8 +6,8 @@ swarm), WebTorrent's ``bittorrent-dht`` under node, and ccbt's, which bootstraps
 two. The only way ccbt can learn the seeder's address is a DHT ``get_peers`` answer, so a
 finished download proves the whole chain: magnet -> DHT lookup -> BEP 9 metadata -> pieces.
 
-v2-only magnets (``btmh`` without ``btih``) are not tested: the engine refuses them after the
-metadata arrives (BEP 52 hash requests are not implemented), see ``magnet_fetch``.
+v2-only magnets (``btmh`` without ``btih``) and their BEP 52 piece-layer fetch are tested over a
+direct connection in ``test_v2_magnet.py``.
 """
 
 from __future__ import annotations
@@ -102,7 +102,10 @@ async def _fetch_over_dht(
     assert sha256_tree(tmp_path / "dl" / made.name) == sha256_tree(made.save_path / made.name)
     seeder_rows = [p for p in seen if p.address == f"{LO}:{seeder.port}"]
     assert seeder_rows, f"seeder never in the peers snapshot: {[p.address for p in seen]}"
-    assert {p.source for p in seeder_rows} == {"dht"}, seeder_rows
+    # ccbt's own get_peers found the seeder; libtorrent, which finds ccbt's announce in the same
+    # DHT and binds its outgoing connections to its listen port, may also dial in ("incoming")
+    sources = {p.source for p in seeder_rows}
+    assert "dht" in sources and sources <= {"dht", "incoming"}, seeder_rows
     assert any(p.downloaded > 0 for p in seeder_rows)  # the data came from the DHT-found seeder
 
 

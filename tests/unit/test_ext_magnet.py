@@ -102,16 +102,20 @@ async def test_magnet_fetches_metadata_and_downloads(
     assert leecher.get(handle.info_hash).status().state == "seeding"
 
 
-async def test_v2_only_magnet_stops_with_a_reason_instead_of_banning_peers(
+async def test_v2_only_magnet_fetches_the_piece_layers_and_downloads(
     seeder: Session, leecher: Session, tmp_path: Path
 ) -> None:
-    folder = _folder(tmp_path, [300_000])
+    """BEP 52: the piece layers a v2 info dict lacks come from the seeder as hash requests."""
+    folder = _folder(tmp_path, [300_000, 5_000])
     raw = create_torrent(folder, piece_length=PIECE, version="v2", workers=1)
     await seeder.add_torrent(raw, tmp_path)
-    handle = await leecher.add_magnet(_magnet(raw, [("127.0.0.1", seeder.listen_port)]), tmp_path)
-    with pytest.raises(SessionError, match="BEP 52"):
-        await handle.wait_finished(timeout=20)
-    assert handle.status().state == "error"
+    uri = _magnet(raw, [("127.0.0.1", seeder.listen_port)])
+    assert "btih" not in uri
+    handle = await leecher.add_magnet(uri, tmp_path / "dl")
+    status = await handle.wait_finished(timeout=30)
+    assert status.state == "seeding" and status.hash_failures == 0
+    assert handle.info.piece_layers == parse_torrent(raw).info.piece_layers
+    assert (tmp_path / "dl/payload/f0.bin").read_bytes() == (folder / "f0.bin").read_bytes()
 
 
 async def test_select_only_downloads_only_the_listed_files(
