@@ -62,10 +62,23 @@ def hashlib_single_thread(path: Path, piece_length: int) -> bytes:
     return b"".join(out)
 
 
-def timed(fn: object, *args: object, **kwargs: object) -> float:
+#: CPU seconds (this process, all threads) of every timed call, per contender
+CPU: dict[str, list[float]] = {}
+
+
+def timed(fn: object, *args: object, name: str = "", **kwargs: object) -> float:
+    """Wall seconds of one call; its CPU seconds go to ``CPU[name]``."""
+    c0 = time.process_time()
     start = time.perf_counter()
     fn(*args, **kwargs)  # type: ignore[operator]
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    CPU.setdefault(name, []).append(time.process_time() - c0)
+    return wall
+
+
+def load_average() -> float:
+    """The 1-minute load average now (the machine may be shared: say how busy it was)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,18 +110,23 @@ def main(argv: list[str] | None = None) -> int:
             "create v1": [],
             "create hybrid": [],
         }
+        loads = [load_average()]
         for _ in range(args.runs):
-            times["hashlib 1 thread"].append(timed(hashlib_single_thread, path, args.piece_size))
+            times["hashlib 1 thread"].append(
+                timed(hashlib_single_thread, path, args.piece_size, name="hashlib 1 thread")
+            )
             for version in ("v1", "hybrid"):
                 times[f"create {version}"].append(
                     timed(
                         create_torrent,
                         path,
+                        name=f"create {version}",
                         piece_length=args.piece_size,
                         version=version,
                         workers=args.workers,
                     )
                 )
+            loads.append(load_average())
         size_mib = args.size / MIB
         # Medians as asked; best-of-N too, because on a shared machine other work only ever
         # slows a run down, so the fastest run is the least disturbed one.
@@ -119,13 +137,19 @@ def main(argv: list[str] | None = None) -> int:
             runs = " ".join(f"{size_mib / t:5.0f}" for t in times[name])
             m_ratio = median[name] / median[base_name]
             b_ratio = best[name] / best[base_name]
+            cpu_gib = statistics.median(CPU[name]) / (args.size / (1024 * MIB))
             print(
                 f"{name:17s} median {median[name]:5.0f} MiB/s x{m_ratio:4.2f}"
-                f"  best {best[name]:5.0f} MiB/s x{b_ratio:4.2f}  runs: {runs}"
+                f"  best {best[name]:5.0f} MiB/s x{b_ratio:4.2f}  CPU {cpu_gib:4.2f} s/GiB"
+                f"  runs: {runs}"
             )
         ratio = median["create v1"] / median[base_name]
         verdict = "met" if ratio >= 1.6 else "NOT met"
         print(f"create v1 / hashlib (medians) = {ratio:.2f}  (target >= 1.60: {verdict})")
+        print(
+            f"1-min load average on {os.cpu_count()} CPUs around the runs: min {min(loads):.2f},"
+            f" median {statistics.median(loads):.2f}, max {max(loads):.2f}"
+        )
     finally:
         if tmp is not None:
             tmp.cleanup()

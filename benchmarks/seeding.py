@@ -19,11 +19,13 @@ Per seeder and run:
     .venv/bin/python benchmarks/seeding.py                      # 1 GiB file, 1 MiB pieces, 3 runs
     .venv/bin/python benchmarks/seeding.py --size 512M --files 200
     .venv/bin/python benchmarks/seeding.py --runs 1 --profile /tmp/seed.txt   # py-spy the seeder
+    .venv/bin/python benchmarks/seeding.py --loop uvloop       # the ccbt seeder on uvloop
 
 No rate limits are set anywhere. Encryption: the leecher runs libtorrent's default policy
 (MSE enabled, offering plaintext and RC4) and each seeder picks the method it prefers when
-answering; ``--enc-level rc4`` or ``plaintext`` makes the leecher offer only that method, so both
-seeders do the same crypto work.
+answering (both pick plaintext: see ``MSEReceiver`` in ``ccbt_engine/protocol/mse.py``);
+``--enc-level rc4`` or ``plaintext`` makes the leecher offer only that method, so both seeders
+do the same crypto work.
 """
 
 from __future__ import annotations
@@ -136,7 +138,13 @@ async def _drive(torrent: Path, save: Path) -> int:
 
 
 def _driver_main(args: argparse.Namespace) -> int:
-    return asyncio.run(_drive(Path(args.torrent), Path(args.save)))
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop  # optional: only this mode needs it
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_drive(Path(args.torrent), Path(args.save)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +155,7 @@ def _driver_main(args: argparse.Namespace) -> int:
 class CcbtSeeder:
     """The ``--driver`` subprocess, with a JSON-lines reader on its stdout."""
 
-    def __init__(self, torrent: Path, save: Path, workdir: Path) -> None:
+    def __init__(self, torrent: Path, save: Path, workdir: Path, loop: str = "asyncio") -> None:
         env = dict(os.environ)
         env.update(
             CCBT_CONFIG_DIR=str(workdir / "ccbt-config"),
@@ -162,6 +170,8 @@ class CcbtSeeder:
             str(torrent),
             "--save",
             str(save),
+            "--loop",
+            loop,
         ]
         self.proc = subprocess.Popen(
             argv,
@@ -287,6 +297,11 @@ def _print_run(r: RunResult, run: int) -> None:
     )
 
 
+def load_average() -> float:
+    """The 1-minute load average now: how busy the (shared) machine was around a run."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def one_run(
     refpeers: Any, contender: str, made: Any, root: Path, args: argparse.Namespace, run: int
 ) -> RunResult:
@@ -310,7 +325,7 @@ def one_run(
                     None,
                     args.enc_level,
                 )
-        ccbt = CcbtSeeder(made.path, made.save_path, root)
+        ccbt = CcbtSeeder(made.path, made.save_path, root, args.loop)
         try:
             port = ccbt.start()
             profile = args.profile if run == 0 else None
@@ -344,14 +359,17 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         print(
             f"payload {made.total_size / MIB:.0f} MiB in {args.files} file(s), "
             f"{made.piece_size // 1024} KiB pieces, {args.runs} run(s), "
-            f"{os.cpu_count()} CPUs, leecher offers encryption: {args.enc_level}",
+            f"{os.cpu_count()} CPUs, leecher offers encryption: {args.enc_level}, "
+            f"ccbt event loop: {args.loop}",
             flush=True,
         )
+        loads = [load_average()]
         for run in range(args.runs):
             order = [LT, CCBT] if run % 2 == 0 else [CCBT, LT]
             for contender in order:
                 r = one_run(refpeers, contender, made, root, args, run)
                 _print_run(r, run)
+                loads.append(load_average())
                 m = results[contender]
                 for key, value in (
                     ("MiB/s", r.mib_s),
@@ -363,6 +381,12 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                     ("wall s", r.seconds),
                 ):
                     m.setdefault(key, []).append(value)
+        print(
+            f"1-min load average on {os.cpu_count()} CPUs, before and after each transfer: "
+            f"min {min(loads):.2f}, median {sorted(loads)[len(loads) // 2]:.2f}, "
+            f"max {max(loads):.2f}",
+            flush=True,
+        )
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)
@@ -383,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["both", "rc4", "plaintext"],
         default="both",
         help="what the leecher's MSE handshake offers (both = libtorrent's default)",
+    )
+    p.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop of the ccbt seeder (uvloop must be installed)",
     )
     # internal: the ccbt seeder process
     p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)

@@ -221,7 +221,7 @@ async def _ccbt_pair(
 @pytest.mark.parametrize(
     ("seeder", "leecher", "finished", "encrypted"),
     [
-        ("enabled", "enabled", True, {True}),
+        ("enabled", "enabled", True, {False}),  # both offered -> plaintext PE, like libtorrent
         ("forced", "forced", True, {True}),
         ("forced", "enabled", True, {True}),
         ("enabled", "forced", True, {True}),

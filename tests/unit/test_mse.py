@@ -201,14 +201,16 @@ YA = pow(2, XA, P).to_bytes(KEY_LEN, "big")
 
 
 def test_receiver_answers_a_spec_initiator() -> None:
-    b = MSEReceiver(lookup(OTHER, SKEY), allowed=CRYPTO_ALL, pad_d=4, rng=seeded(2))
+    b = MSEReceiver(
+        lookup(OTHER, SKEY), allowed=CRYPTO_ALL, prefer_rc4=True, pad_d=4, rng=seeded(2)
+    )
     msg2 = b.feed(YA + b"\x01" * 33).outgoing  # Ya and PadA
     assert KEY_LEN <= len(msg2) <= KEY_LEN + MAX_PAD
     msg3, a_enc, secret = spec_message3(msg2, XA, SKEY, provide=CRYPTO_ALL, pad_c=b"pc", ia=b"IA")
     step = b.feed(msg3 + a_enc(b"after"))
     done = step.established
     assert done is not None
-    assert done.skey == SKEY and done.method == CRYPTO_RC4  # RC4 preferred when offered
+    assert done.skey == SKEY and done.method == CRYPTO_RC4  # prefer_rc4: RC4 when offered
     assert done.payload == b"IAafter"
     b_dec = spec_rc4(hashlib.sha1(b"keyB" + secret + SKEY).digest())
     head = b_dec(step.outgoing)
@@ -271,7 +273,7 @@ def test_roundtrip_any_chunking(
     sizes: list[int], seed: int, pad_c: int, pad_d: int, ia: bytes
 ) -> None:
     a = MSEInitiator(SKEY, initial_payload=ia, pad_c=pad_c, rng=seeded(seed))
-    b = MSEReceiver(lookup(SKEY), pad_d=pad_d, rng=seeded(seed + 1))
+    b = MSEReceiver(lookup(SKEY), prefer_rc4=True, pad_d=pad_d, rng=seeded(seed + 1))
     pipe = Pipe(a, b, sizes)
     a_done, b_done = pipe.run(b_after=b"x" * 50)
     assert pipe.payload == {"a": b"x" * 50, "b": ia}
@@ -423,20 +425,21 @@ def _shuttle(a: StreamCrypto, b: StreamCrypto, first: bytes) -> tuple[bytes, byt
 
 
 @pytest.mark.parametrize(
-    ("out_policy", "in_policy"),
-    [("enabled", "enabled"), ("forced", "enabled"), ("enabled", "forced")],
+    ("out_policy", "in_policy", "rc4"),
+    [("enabled", "enabled", False), ("forced", "enabled", True), ("enabled", "forced", True)],
 )
-def test_stream_crypto_encrypts_after_handshake(out_policy: str, in_policy: str) -> None:
+def test_stream_crypto_after_handshake(out_policy: str, in_policy: str, rc4: bool) -> None:
+    """Both offered and allowed -> plaintext payload (libtorrent's default); forced -> RC4."""
     a = StreamCrypto(out_policy, outgoing_skey=SKEY)  # type: ignore[arg-type]
     b = StreamCrypto(in_policy, skey_lookup=skey_finder(lambda: [OTHER, SKEY]))  # type: ignore[arg-type]
     assert a.pending and b.pending
     _, got_b = _shuttle(a, b, a.start(HANDSHAKE))
     assert got_b == HANDSHAKE
-    assert b.skey == SKEY and b.mse and b.encrypted and not b.pending
+    assert b.skey == SKEY and b.mse and b.encrypted == rc4 and not b.pending
     wire_bytes = b.send(b"reply")
-    assert wire_bytes != b"reply"
+    assert (wire_bytes != b"reply") == rc4
     assert a.receive(bytes(wire_bytes)) == (b"", b"reply")
-    assert a.encrypted and a.mse and not a.pending
+    assert a.encrypted == rc4 and a.mse and not a.pending
 
 
 def test_stream_crypto_plain_incoming() -> None:

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from ccbt_engine.api import Session, TorrentHandle
+from ccbt_engine.config import update_settings
 from ccbt_engine.create import create_torrent
 from ccbt_engine.metainfo import parse_torrent
 from ccbt_engine.protocol import wire
 from ccbt_engine.storage.errors import StorageError
 from ccbt_engine.storage.files import TorrentStorage
-from ccbt_engine.storage.readcache import CHUNK, ReadCache, chunk_span
+from ccbt_engine.storage.readcache import CHUNK, ReadCache, ReadCachePool, chunk_span
 from ccbt_engine.strategy.ratelimit import TokenBucket
 from ccbt_engine.strategy.upload import (
     BLOCK,
@@ -76,6 +77,42 @@ def test_read_cache_evicts_least_recently_used_and_keeps_newest() -> None:
     assert len(off) == 0
     with pytest.raises(ValueError):
         ReadCache(max_bytes=-1)
+
+
+def test_caches_of_one_pool_share_its_budget_and_lru() -> None:
+    pool = ReadCachePool(max_bytes=300)
+    a, b = pool.cache(), pool.cache()
+    a.put((0, 0), bytes(100))
+    b.put((0, 0), bytes(100))  # same key, other torrent: a separate chunk
+    assert a.get((0, 0)) is not None and b.get((0, 0)) is not None
+    assert a.nbytes == b.nbytes == 100 and pool.nbytes == 200
+    a.put((1, 0), bytes(100))
+    b.put((1, 0), bytes(100))  # over the shared budget: the least recently used (a's 0) goes
+    assert (0, 0) not in a and (0, 0) in b and pool.nbytes == 300
+    b.clear()  # one torrent's clear leaves the other's chunks alone
+    assert len(b) == 0 and len(a) == 1 and pool.nbytes == 100
+    a.put((2, 0), bytes(100))
+    a.put((2, CHUNK), bytes(100))
+    a.discard_piece(2)
+    assert len(a) == 1 and (1, 0) in a
+    assert a.max_bytes == b.max_bytes == 300
+
+
+def test_pool_resize_applies_at_once() -> None:
+    pool = ReadCachePool(max_bytes=1000)
+    cache = pool.cache()
+    for piece in range(5):
+        cache.put((piece, 0), bytes(100))
+    pool.resize(250)  # oldest first
+    assert [(p, 0) in cache for p in range(5)] == [False, False, False, True, True]
+    pool.resize(0)  # off: nothing kept, nothing stored
+    cache.put((9, 0), bytes(10))
+    assert pool.nbytes == 0 and len(pool) == 0
+    pool.resize(100)
+    cache.put((9, 0), bytes(10))
+    assert (9, 0) in cache
+    with pytest.raises(ValueError):
+        pool.resize(-1)
 
 
 def _reqs(*specs: tuple[int, int, int]) -> deque[wire.Request]:
@@ -425,3 +462,23 @@ async def test_upload_limit_is_respected_with_batches(seeder: Session, tmp_path:
     assert len(second_half) <= 17, "far more than 1 s of the limit arrived within one second"
     assert handle.status().uploaded >= 384 * KIB
     await peer.close()
+
+
+async def test_read_cache_mb_sizes_the_session_pool_live(tmp_path: Path) -> None:
+    settings = loopback_settings(disk={"read_cache_mb": 1})
+    async with Session(settings, listen_port=0) as session:
+        one, _, _ = await _seed(session, tmp_path / "a", 256 * KIB, 64 * KIB)
+        two, _, _ = await _seed(session, tmp_path / "b", 256 * KIB, 32 * KIB)
+        pool = session._core.read_cache
+        assert pool.max_bytes == 1 * MIB
+        assert one._t.storage.read_cache.pool is pool is two._t.storage.read_cache.pool
+        await one._t.storage.read_blocks([(p, 0, BLOCK) for p in range(4)])
+        await two._t.storage.read_blocks([(p, 0, BLOCK) for p in range(8)])
+        assert pool.nbytes == 512 * KIB  # both torrents' chunks, one budget
+        changed = await session.apply_settings(
+            update_settings(session.settings, {"disk.read_cache_mb": 0})
+        )
+        assert "disk.read_cache_mb" in changed
+        assert pool.max_bytes == 0 and pool.nbytes == 0
+        await one._t.storage.read_blocks([(0, 0, BLOCK)])  # still served, just not cached
+        assert pool.nbytes == 0
