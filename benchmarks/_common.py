@@ -91,11 +91,19 @@ def warm_page_cache(root: Path) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of ``pid`` so far (``/proc/PID/stat`` fields 14 and 15)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of every thread of ``pid`` so far, in seconds.
+
+    stime is the kernel's share: on loopback it includes the TCP work of the *other* end that
+    the kernel runs in this process's syscalls, so it tells user-space cost from the stack's.
+    """
     raw = Path(f"/proc/{pid}/stat").read_text()
     # the command name (field 2) may contain spaces and parentheses: split after the last ')'
     fields = raw[raw.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -119,6 +127,8 @@ class ProcStats:
 
     cpu_start: float = 0.0
     cpu_last: float = 0.0
+    sys_start: float = 0.0
+    sys_last: float = 0.0
     vm_hwm_kib: int = 0
     rss_anon_peak_kib: int = 0
     samples: int = 0
@@ -127,6 +137,11 @@ class ProcStats:
     def cpu(self) -> float:
         """CPU seconds between :meth:`ProcSampler.mark_start` and the last sample."""
         return self.cpu_last - self.cpu_start
+
+    @property
+    def sys_cpu(self) -> float:
+        """The kernel's share (stime) of :attr:`cpu`."""
+        return self.sys_last - self.sys_start
 
 
 class ProcSampler:
@@ -148,6 +163,7 @@ class ProcSampler:
     def start(self) -> ProcSampler:
         self.sample()
         self.stats.cpu_start = self.stats.cpu_last
+        self.stats.sys_start = self.stats.sys_last
         self._thread.start()
         return self
 
@@ -155,16 +171,18 @@ class ProcSampler:
         self.sample()
         with self._lock:
             self.stats.cpu_start = self.stats.cpu_last
+            self.stats.sys_start = self.stats.sys_last
 
     def sample(self) -> None:
         try:
-            cpu = cpu_seconds(self.pid)
+            user, system = cpu_split(self.pid)
             hwm, anon = memory_kib(self.pid)
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
             return
         with self._lock:
             s = self.stats
-            s.cpu_last = cpu
+            s.cpu_last = user + system
+            s.sys_last = system
             s.vm_hwm_kib = max(s.vm_hwm_kib, hwm)
             s.rss_anon_peak_kib = max(s.rss_anon_peak_kib, anon)
             s.samples += 1

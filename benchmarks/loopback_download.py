@@ -11,7 +11,8 @@ Per leecher and run:
 * MiB/s: payload bytes / wall time from the moment it is told to connect to the seeder until it
   reports every piece verified;
 * CPU s: utime + stime of the leecher's process over that same window (``/proc/PID/stat``, last
-  sample taken right after completion, before the process is told to quit);
+  sample taken right after completion, before the process is told to quit); "sys CPU s" is its
+  kernel share (on loopback the kernel runs much of the other end's TCP work in our syscalls);
 * peak VmHWM and peak RssAnon, sampled from ``/proc/PID/status`` every 100 ms during the run.
 
     .venv/bin/python benchmarks/loopback_download.py                 # 1 GiB file, 1 MiB pieces
@@ -301,7 +302,7 @@ def _print_run(r: RunResult, run: int) -> None:
     s = r.proc
     print(
         f"run {run + 1} {r.contender:<10} {r.mib_s:8.1f} MiB/s  {r.seconds:6.2f} s  "
-        f"cpu {s.cpu:6.2f} s  VmHWM {s.vm_hwm_kib / 1024:7.1f} MiB  "
+        f"cpu {s.cpu:6.2f} s (sys {s.sys_cpu:5.2f})  VmHWM {s.vm_hwm_kib / 1024:7.1f} MiB  "
         f"RssAnon {s.rss_anon_peak_kib / 1024:7.1f} MiB",
         flush=True,
     )
@@ -368,6 +369,7 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                     for key, value in (
                         ("MiB/s", r.mib_s),
                         ("CPU s", r.proc.cpu),
+                        ("sys CPU s", r.proc.sys_cpu),
                         ("peak VmHWM MiB", r.proc.vm_hwm_kib / 1024),
                         ("peak RssAnon MiB", r.proc.rss_anon_peak_kib / 1024),
                         ("wall s", r.seconds),
@@ -415,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("MiB/s", fmt1),
                 ("wall s", fmt2),
                 ("CPU s", fmt2),
+                ("sys CPU s", fmt2),
                 ("peak VmHWM MiB", fmt1),
                 ("peak RssAnon MiB", fmt1),
             ],

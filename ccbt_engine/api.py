@@ -18,6 +18,10 @@ from ccbt_engine.config import Settings
 from ccbt_engine.create import CreateError, create_torrent_async
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
 from ccbt_engine.net.utp_socket import transport_name
+from ccbt_engine.portmap import MappingStatus, PortMapOptions
+from ccbt_engine.portmap.session_hook import port_mapping_status
+from ccbt_engine.queue_service import torrent_ratio
+from ccbt_engine.queueing import Direction as QueueDirection
 from ccbt_engine.security.reputation import BannedPeer
 from ccbt_engine.session import SessionCore, SessionError, default_save_path
 from ccbt_engine.state import SessionPersistence, resolve_state_dir
@@ -28,8 +32,12 @@ __all__ = [
     "BannedPeer",
     "CreateError",
     "FileStatus",
+    "MappingStatus",
     "MetainfoError",
+    "NetworkStatus",
     "PeerStatus",
+    "PortMapOptions",
+    "QueueDirection",
     "Session",
     "SessionError",
     "TorrentHandle",
@@ -76,6 +84,8 @@ class TorrentStatus:
     upload_limit: int
     #: bytes of the files the user selected (priority > 0), pad files excluded
     selected_size: int = 0
+    #: 0-based place in the queue (limits.max_active_*); -1 when not queueable (a magnet)
+    queue_position: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,27 @@ class FileStatus:
     is_pad: bool
     #: bytes of this file covered by verified pieces
     done: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStatus:
+    """The session's connectivity at one moment: what qBittorrent's status bar shows."""
+
+    #: 0 when not listening (session stopped)
+    listen_port: int
+    #: as peers (BEP 10 ``yourip``), the router or DHT nodes report it; None until one does
+    external_ip: str | None
+    dht_enabled: bool
+    dht_nodes: int
+    #: an incoming peer connection got through since start: the port is reachable from outside
+    incoming_seen: bool
+    download_rate: float
+    upload_rate: float
+    #: payload bytes since the session started, all torrents
+    downloaded: int
+    uploaded: int
+    alt_speed: bool
+    mappings: tuple[MappingStatus, ...]
 
 
 class TorrentHandle:
@@ -161,7 +192,7 @@ class TorrentHandle:
             num_seeds=sum(1 for p in t.peers.values() if p.is_seed),
             downloaded=downloaded,
             uploaded=uploaded,
-            ratio=uploaded / downloaded if downloaded else 0.0,
+            ratio=torrent_ratio(t),  # qBittorrent's: a seed from the start counts its data
             eta=eta,
             save_path=str(t.save_path),
             added_time=t.added_time,
@@ -176,7 +207,29 @@ class TorrentHandle:
             sequential=t.picker.sequential,
             download_limit=int(t.down_bucket.rate),
             upload_limit=int(t.up_bucket.rate),
+            queue_position=t.session.queue.position(t.info_hash),
         )
+
+    @property
+    def queue_position(self) -> int:
+        """0-based queue position (0 runs first); -1 once removed, or a magnet still fetching
+        its metadata (it joins the queue, at the bottom, when the info dict arrives)."""
+        return self._session._core.queue.position(bytes.fromhex(self.info_hash))
+
+    def queue_move(self, direction: QueueDirection) -> bool:
+        """Move up/down one place or to the top/bottom of the queue; slots are re-dealt at once
+        (a torrent moved above a running one may take its slot). False: already there."""
+        try:
+            return self._session._core.queue.move(bytes.fromhex(self.info_hash), direction)
+        except KeyError:
+            raise SessionError(f"no torrent with infohash {self.info_hash}") from None
+
+    async def move_storage(self, path: str | Path) -> bool:
+        """Move the torrent's files under ``path`` ("set location") and go on from there.
+
+        All or nothing: on failure (an event ``StorageMoveFailed`` too) the files stay where
+        they were and False is returned."""
+        return await self._t.session.queue.start_move(self._t, Path(path))
 
     def peers(self) -> list[PeerStatus]:
         now = time.monotonic()
@@ -314,13 +367,16 @@ class Session:
         persist: bool = False,
         state_dir: str | Path | None = None,
         restore: bool = True,
+        portmap_options: PortMapOptions | None = None,
     ) -> None:
         """``persist``: keep resume data and the torrent list in the state folder
         (``state_dir``, else ``$CCBT_STATE_DIR`` / ``disk.state_dir`` / the user data folder;
         giving ``state_dir`` turns ``persist`` on). ``restore``: re-add the saved torrents at
         start (GUI, daemon); ``ccbt download`` passes False and only resumes what it adds.
+        ``portmap_options``: where UPnP/NAT-PMP requests go (tests: fakes on 127.0.0.1).
         """
         self._core = SessionCore(settings, listen_port=listen_port)
+        self._core.portmap_options = portmap_options
         if persist or state_dir is not None:
             folder = Path(state_dir) if state_dir else resolve_state_dir(self._core.settings)
             self._core.persistence = SessionPersistence(self._core, folder, restore=restore)
@@ -416,6 +472,12 @@ class Session:
     async def remove(self, info_hash: str, *, delete_files: bool = False) -> None:
         await self._core.remove_torrent(bytes.fromhex(info_hash), delete_files=delete_files)
 
+    def queue_move(self, torrent: TorrentHandle | str, direction: QueueDirection) -> bool:
+        """Move a torrent (handle or hex infohash) "up", "down", to the "top" or "bottom" of
+        the queue. False when it is already there."""
+        handle = torrent if isinstance(torrent, TorrentHandle) else self.get(torrent)
+        return handle.queue_move(direction)
+
     def set_limits(self, download: int | None = None, upload: int | None = None) -> None:
         """Normal global limits in bytes per second; 0 = unlimited; None = unchanged.
 
@@ -443,8 +505,9 @@ class Session:
     async def apply_settings(self, settings: Settings) -> dict[str, tuple[object, object]]:
         """Apply changed settings to the running session; returns what changed.
 
-        Limits, peer counts, timeouts, the IP filter and the listen port take effect at once;
-        disk settings (preallocation, file handles) apply to torrents added afterwards.
+        Limits, peer counts, timeouts, the IP filter, the listen port, proxy, port mapping,
+        queue limits, logging, metrics and the read cache take effect at once; preallocation and
+        file-handle limits apply to torrents added afterwards.
         """
         return await self._core.apply_settings(settings)
 
@@ -478,3 +541,31 @@ class Session:
     def unban_peer(self, address: str) -> bool:
         """Lift a ban and forget the address's score; False if it was not banned."""
         return self._core.reputation.unban(address)
+
+    def port_mapping(self) -> list[MappingStatus]:
+        """UPnP/NAT-PMP mappings of the listen port (TCP and UDP per method) with their state,
+        external port, lease and the router's external address; empty when both are off."""
+        return port_mapping_status(self._core)
+
+    def network_status(self) -> NetworkStatus:
+        """Listen port, external address, DHT size, session rates and totals, alt speed and
+        port mappings in one call, for a status bar refreshed every tick.
+
+        "Incoming seen" is sticky: set when the session first accepts a connection (as
+        libtorrent's ``has_incoming_connections``), however briefly it lived."""
+        core = self._core
+        dht = core.dht
+        now = time.monotonic()
+        return NetworkStatus(
+            listen_port=core.listen_port if core.started else 0,
+            external_ip=core.external_ip or (dht.external_ip if dht is not None else None),
+            dht_enabled=dht is not None,
+            dht_nodes=len(dht) if dht is not None else 0,
+            incoming_seen=core.incoming_seen,
+            download_rate=core.down.rate(now),
+            upload_rate=core.up.rate(now),
+            downloaded=core.down.total,
+            uploaded=core.up.total,
+            alt_speed=core.alt_speed.active,
+            mappings=tuple(port_mapping_status(core)),
+        )

@@ -279,7 +279,9 @@ class MagnetTorrent:
             self._spawn(self._connect(host, port))
 
     def _lookup(self, info_hash: bytes) -> tuple[MagnetTorrent, bytes, int] | None:
-        return (self, info_hash, 0) if info_hash == self.info_hash and self.active else None
+        v2 = self.magnet.info_hash_v2  # a hybrid's peers may answer with its truncated v2 hash
+        ours = info_hash == self.info_hash or (v2 is not None and info_hash == v2[:20])
+        return (self, info_hash, 0) if ours and self.active else None
 
     async def _connect(self, host: str, port: int) -> None:
         timeout = self.core.settings.network.connect_timeout

@@ -26,17 +26,34 @@ from ccbt_engine.metainfo import Metainfo, TorrentInfo
 from ccbt_engine.net.encrypted import skey_finder
 from ccbt_engine.net.lsd import SessionLsd
 from ccbt_engine.net.peer import PeerConnection, PeerHandler
+from ccbt_engine.net.proxy_dial import (
+    PROXY_KEYS,
+    apply_proxy_settings,
+    open_tracker_session,
+    udp_block_reason,
+)
 from ccbt_engine.net.utp_socket import UTPListener, start_session_utp
+from ccbt_engine.observability.exporter import MetricsService
+from ccbt_engine.portmap.session_hook import (
+    PORTMAP_KEYS,
+    apply_portmap_settings,
+    start_session_portmap,
+    stop_session_portmap,
+)
+from ccbt_engine.queue_service import QUEUE_KEYS, SessionQueue
 from ccbt_engine.security.admission import IncomingGuard
 from ccbt_engine.security.ipfilter import IPFilter, IPFilterError, load_filter_async
 from ccbt_engine.security.reputation import Reputation
 from ccbt_engine.stats import RateMeter
+from ccbt_engine.storage.readcache import ReadCachePool
 from ccbt_engine.strategy.altspeed import SessionAltSpeed
 from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
 from ccbt_engine.torrent import AddOptions, Torrent, TorrentState
+from ccbt_engine.tracker.http_tls import set_tls_policy
 
 if TYPE_CHECKING:
     from ccbt_engine.magnet_fetch import MagnetTorrent
+    from ccbt_engine.portmap import PortMapOptions, PortMapService
     from ccbt_engine.state import SessionPersistence
 
 log = logging.getLogger(__name__)
@@ -65,6 +82,8 @@ class SessionCore:
         self.client_name = f"{CLIENT_NAME} {__version__}"
         workers = max(2, self.settings.disk.hash_threads + 1)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ccbt-disk")
+        #: upload read cache shared by every torrent (disk.read_cache_mb, resized live)
+        self.read_cache = ReadCachePool(self.settings.disk.read_cache_mb * 1024 * 1024)
         self.events = ev.EventBus()
         self.torrents: dict[bytes, Torrent] = {}
         #: wire infohash -> torrent, including a hybrid torrent's truncated v2 hash
@@ -82,6 +101,8 @@ class SessionCore:
         self.half_open = 0
         #: incoming connections: per-IP count, accept rate, half-open and handshake timeout
         self.admission = IncomingGuard(lambda: self.settings, self.events.publish)
+        #: an incoming TCP or uTP connection was accepted: the port is reachable from outside
+        self.incoming_seen = False
         self.listen_port = 0
         self._servers: list[asyncio.Server] = []
         self.utp: UTPListener | None = None  # uTP on the listen port (network.enable_utp)
@@ -95,8 +116,15 @@ class SessionCore:
         self.external_ip: str | None = None
         self.dht: DHTNode | None = None  # started with the session when network.enable_dht
         self.lsd: SessionLsd | None = None  # BEP 14, when network.enable_lsd
+        #: UPnP/NAT-PMP for the listen port (portmap/session_hook.py); options: where to ask
+        self.portmap: PortMapService | None = None
+        self.portmap_options: PortMapOptions | None = None
         #: resume data and session.json (ccbt_engine.state); set by the facade when persisting
         self.persistence: SessionPersistence | None = None
+        #: queue order and slots, seeding limits, moving finished downloads (queue_service.py)
+        self.queue = SessionQueue(self)
+        #: Prometheus endpoint (observability.enable_metrics); counts events from now on
+        self.metrics = MetricsService(self)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,14 +134,18 @@ class SessionCore:
         net = self.settings.network
         if net.enable_dht:
             self.dht = await start_session_dht(self)
-        if net.enable_lsd:
+        if net.enable_lsd and udp_block_reason(net) is None:  # proxy_force: nothing direct
             lsd = SessionLsd(self)
             self.lsd = lsd if await lsd.start() else None
         await self.load_ip_filter()
         self.alt_speed.start()
-        self.http = aiohttp.ClientSession(headers={"User-Agent": f"{CLIENT_NAME}/{__version__}"})
+        self.http = await open_tracker_session(self)  # through network.proxy_* when set
+        set_tls_policy(self.http, self._verify_tls)  # security.verify_tls, read per request
+        await start_session_portmap(self)  # network.enable_upnp / enable_natpmp, in background
         self.started = True
+        await self.metrics.start()  # serves only when observability.enable_metrics
         log.info("listening for peers on port %d", self.listen_port)
+        self.queue.start()
         if self.persistence is not None:
             await self.persistence.start()  # restores the saved torrents
 
@@ -142,7 +174,9 @@ class SessionCore:
 
     async def stop(self) -> None:
         """Close every torrent (flushing data) and the listeners."""
+        await self.metrics.stop()
         await self.alt_speed.close()
+        await self.queue.close()  # moves in progress roll back before the torrents close
         for magnet in list(self.magnets.values()):
             await magnet.close()
         for torrent in list(self.torrents.values()):
@@ -155,6 +189,7 @@ class SessionCore:
         if self.lsd is not None:
             await self.lsd.close()
             self.lsd = None
+        await stop_session_portmap(self)  # deletes the router's mappings
         for server in self._servers:
             server.close()
         for server in self._servers:
@@ -173,6 +208,7 @@ class SessionCore:
 
     # -- connections ----------------------------------------------------------------------
     def _incoming(self) -> PeerConnection:
+        self.incoming_seen = True
         conn = PeerConnection(
             peer_id=self.peer_id,
             lookup=self.lookup_torrent,
@@ -257,6 +293,7 @@ class SessionCore:
             raise SessionError(f"no torrent with infohash {info_hash.hex()}")
         for key in [k for k, t in self._by_wire_hash.items() if t is torrent]:
             del self._by_wire_hash[key]
+        await self.queue.removing(torrent)  # a move of its files ends first
         await torrent.close(delete_files=delete_files)
         self.reputation.forget_torrent(torrent.info_hash)  # its smart-ban evidence (bans stay)
         self.events.publish(
@@ -272,6 +309,8 @@ class SessionCore:
             self.set_global_limits(
                 new.limits.global_down_kib * 1024, new.limits.global_up_kib * 1024
             )
+        if keys & QUEUE_KEYS:
+            self.queue.request()  # slots re-dealt; ratio/seed-time limits are read every tick
         if any(k.startswith("limits.alt_") for k in keys):
             self.alt_speed.settings_changed(new.limits, keys)
         if keys & {"limits.per_peer_down_kib", "limits.per_peer_up_kib"}:
@@ -281,6 +320,8 @@ class SessionCore:
                     ps.up_bucket.set_rate(new.limits.per_peer_up_kib * 1024)
         if keys & {"security.ip_filter_path", "security.ip_whitelist_path"}:
             await self.load_ip_filter()
+        if "disk.read_cache_mb" in keys:
+            self.read_cache.resize(new.disk.read_cache_mb * 1024 * 1024)
         if self.started and keys & {
             "network.listen_port",
             "network.listen_interfaces",
@@ -290,7 +331,18 @@ class SessionCore:
             await self._restart_listeners()
         if self.started and keys & DHT_KEYS:
             await apply_dht_settings(self)  # on/off, port, bootstrap nodes
+        if self.started and keys & PROXY_KEYS:
+            await apply_proxy_settings(self, keys)  # tracker HTTP session, proxy_force
+        if self.started and keys & PORTMAP_KEYS:
+            await apply_portmap_settings(self)  # methods on/off, new listen port
+        if self.http is not None:  # a proxy change made a new one
+            set_tls_policy(self.http, self._verify_tls)
+        if self.started:
+            await self.metrics.settings_changed(keys)  # endpoint on/off, new address
         return changes
+
+    def _verify_tls(self) -> bool:
+        return self.settings.security.verify_tls
 
     async def _restart_listeners(self) -> None:
         old = self._servers

@@ -23,9 +23,10 @@ from ccbt_engine import events as ev
 from ccbt_engine.bitfield import Bitfield, BitfieldError
 from ccbt_engine.dht.service import torrent_dht_job
 from ccbt_engine.extensions.torrent_ext import torrent_extensions
+from ccbt_engine.hash_server import HashServer
 from ccbt_engine.net.encrypted import EncryptionPolicy
 from ccbt_engine.net.peer import PeerConnection
-from ccbt_engine.net.utp_socket import open_peer_connection
+from ccbt_engine.net.proxy_dial import dial_peer, udp_block_reason
 from ccbt_engine.protocol import wire
 from ccbt_engine.protocol.extension import (
     ExtensionHandshake,
@@ -44,7 +45,7 @@ from ccbt_engine.storage.files import TorrentStorage
 from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.choker import Choker, PeerChokeInfo, is_snubbed
 from ccbt_engine.strategy.picker import PRIORITY_NORMAL, PiecePicker
-from ccbt_engine.strategy.ratelimit import TokenBucket
+from ccbt_engine.strategy.ratelimit import DownloadBudget, TokenBucket
 from ccbt_engine.strategy.upload import READ_AHEAD, batch_bytes, peek_batch, take_batch
 from ccbt_engine.tracker import AnnounceStats
 from ccbt_engine.tracker_link import TrackerLink
@@ -78,6 +79,10 @@ class TorrentState(enum.StrEnum):
     SEEDING = "seeding"
     PAUSED = "paused"
     ERROR = "error"
+    #: waiting for a download/seed slot (limits.max_active_*; queue_service.py)
+    QUEUED = "queued"
+    #: its files are being moved (disk.move_completed_to; storage/move.py)
+    MOVING = "moving"
 
 
 @dataclass(eq=False)
@@ -114,8 +119,12 @@ class PeerState:
     #: per-connection limits (limits.per_peer_*), charged with the torrent's and the session's
     down_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(0))
     up_bucket: TokenBucket = field(default_factory=lambda: TokenBucket(0))
+    #: under a download limit, requests are paced by the buckets (strategy/ratelimit.py)
+    budget: DownloadBudget = field(default_factory=DownloadBudget)
     #: a block arrived in the current read: top up requests when the read is handled
     refill: bool = False
+    #: block bytes of the current read not yet added to the rate meters (once per read)
+    pending_down: int = 0
     #: verified pieces the peer already has: their HAVEs ride with our next requests (a send
     #: per piece to a seed is a syscall for nothing it needs), or go out on the next tick
     haves: list[int] = field(default_factory=list)
@@ -166,14 +175,7 @@ class Torrent:
         self.layout = PieceLayout(info)
         self.picker = PiecePicker(info.num_pieces, info.piece_length, info.total_length)
         self.picker.sequential = options.sequential
-        cfg = session.settings
-        self.storage = TorrentStorage(
-            info,
-            self.save_path,
-            preallocate=cfg.disk.preallocate,
-            max_open_files=cfg.disk.max_open_files,
-            executor=session.executor,
-        )
+        self.storage = self._make_storage(self.save_path)
         self.file_priorities: list[int] = [PRIORITY_NORMAL] * len(info.files)
         self._wanted_bytes = info.total_length
         if options.file_priorities is not None:
@@ -182,6 +184,7 @@ class Torrent:
         self.up_bucket = TokenBucket(options.upload_limit)
         self.peers: dict[PeerConnection, PeerState] = {}
         self.extensions = torrent_extensions(self)
+        self.hash_server = HashServer(info, session.executor)  # BEP 52 piece-layer requests
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: deque[tuple[str, int, str]] = deque()
         self.known_peers: set[tuple[str, int]] = set()
@@ -201,6 +204,7 @@ class Torrent:
         self._failures: dict[tuple[str, int], int] = {}
         self._retry_due: dict[tuple[str, int], tuple[float, str]] = {}
         self._hashing: set[int] = set()
+        self._verify_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick_task: asyncio.Task[None] | None = None
         self._last_rechoke = 0.0
@@ -215,6 +219,7 @@ class Torrent:
             on_peers=self.add_peers,
             listen_port=lambda: session.listen_port,
             http=lambda: session.http,
+            udp_blocked=lambda: udp_block_reason(session.settings.network),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -226,6 +231,9 @@ class Torrent:
             return
         if self.paused:
             self._set_state(TorrentState.PAUSED)
+            return
+        if (held := self.session.queue.hold(self)) is not None:  # no free slot, or moving
+            await self.suspend(held)
             return
         if self._done():
             self._set_state(TorrentState.SEEDING)
@@ -266,6 +274,32 @@ class Torrent:
         await self._stop_activity()
         if self.state != TorrentState.ERROR:
             self._set_state(TorrentState.PAUSED)
+
+    async def suspend(self, state: TorrentState) -> None:
+        """Stop without the user's pause, waiting in ``state`` (queued, moving) until the
+        session's queue (queue_service.py) calls :meth:`start` again."""
+        if self.state in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
+            await self._stop_activity()
+        if self.state != TorrentState.ERROR and not self.paused:
+            self._set_state(state)
+
+    def _make_storage(self, save_path: Path) -> TorrentStorage:
+        cfg = self.session.settings
+        return TorrentStorage(
+            self.info,
+            save_path,
+            preallocate=cfg.disk.preallocate,
+            max_open_files=cfg.disk.max_open_files,
+            executor=self.session.executor,
+            write_cache_bytes=cfg.disk.write_cache_mb * 1024 * 1024,
+            read_cache=self.session.read_cache.cache(),
+        )
+
+    def relocate(self, save_path: Path) -> None:
+        """Use the files under ``save_path`` from now on (storage/move.py moved them there)."""
+        self.save_path = save_path
+        self.storage = self._make_storage(save_path)
+        self.storage.set_file_priorities(self.file_priorities)
 
     async def resume(self) -> None:
         self.paused = False
@@ -308,9 +342,14 @@ class Torrent:
         for conn in list(self.peers):
             conn.close("torrent stopped")
         self.candidates.extend((h, p, "reconnect") for h, p in self.known_peers)
+        me = asyncio.current_task()  # _fail runs us as one of our own tasks: never await self
+        # complete pieces already hashing (from memory, on a thread) are let finish: a pause
+        # keeps and claims what it verified instead of leaving it to the next start's check
+        verifying = [t for t in self._verify_tasks if t is not me]
+        if verifying:
+            await asyncio.gather(*verifying, return_exceptions=True)
         # a cancelled write or hash loses its piece's bookkeeping: those pieces start over
         at_risk = set(self._hashing)
-        me = asyncio.current_task()  # _fail runs us as one of our own tasks: never await self
         others = [t for t in self._tasks if t is not me]
         for task in others:
             task.cancel()
@@ -464,8 +503,8 @@ class Torrent:
 
         try:
             _, connected = await asyncio.wait_for(
-                # uTP first when enabled, TCP alongside after a head start (net/utp_socket.py)
-                open_peer_connection(self.session.utp, factory, host, port, timeout),
+                # the proxy when set; else uTP first, TCP after a head start (net/proxy_dial.py)
+                dial_peer(self.session, factory, host, port, timeout),
                 timeout,
             )
             conn = connected
@@ -581,6 +620,8 @@ class Torrent:
         ps = self.peers.pop(conn, None)
         if ps is None:
             return
+        if ps.pending_down:
+            self._count_down(ps)
         self.guard.on_closed(conn.address[0], reason, time.monotonic())
         # only outgoing peers: an incoming peer's address has an ephemeral port
         retry = conn.outgoing and not reason.startswith(NO_RETRY_REASONS)
@@ -592,6 +633,8 @@ class Torrent:
         ps.upload_queue.clear()
         if ps.resume_timer is not None:
             ps.resume_timer.cancel()
+        if ps.budget.timer is not None:
+            ps.budget.timer.cancel()
         if ps.upload_task is not None:
             ps.upload_task.cancel()
         self.session.events.publish(
@@ -657,6 +700,8 @@ class Torrent:
                 pass
             case wire.Extended():
                 self._on_extended(ps, event)
+            case wire.HashTransfer():
+                self.hash_server.on_message(conn, event)
             case _:
                 pass
 
@@ -733,7 +778,8 @@ class Torrent:
             # no rate measured yet (the first half second of data): slow start, one more
             # request per block received, so a fast peer is not held to MIN for that long
             depth = MIN_QUEUE_DEPTH + ps.down.total // BLOCK
-        return max(MIN_QUEUE_DEPTH, min(depth, ps.reqq, 1000))
+        cap = self.session.settings.network.max_outstanding_requests  # the hard cap
+        return max(min(MIN_QUEUE_DEPTH, cap), min(depth, ps.reqq, cap))
 
     def _fill_requests(self, ps: PeerState, *, top_up: bool = False) -> None:
         """Request blocks up to the peer's queue depth.
@@ -741,6 +787,10 @@ class Torrent:
         ``top_up`` (after a read delivered blocks): wait until a quarter of the queue is free,
         so a fast peer gets one large batch of requests per several reads, not a small send
         (a syscall, and on loopback the peer's whole receive path) per read.
+
+        Under a download limit the requests are paid from the token buckets as they are sent
+        (``DownloadBudget``): only what the limit allows for the next moment is in flight, so
+        the peer sends at the limited rate instead of delivering the whole pipeline at once.
         """
         if not ps.am_interested or ps.conn.closed or self.state != TorrentState.DOWNLOADING:
             return
@@ -754,6 +804,11 @@ class Torrent:
         want = depth - len(ps.requests)
         if want <= 0 or (top_up and want < depth >> 2 and ps.requests):
             return
+        buckets = self._down_buckets(ps)
+        if buckets is not None:
+            want = self._budget_requests(ps, buckets, want)
+            if want <= 0:
+                return
         blocks = self.picker.pick(ps.conn, want, allowed_fast_only=allowed)
         if not blocks:
             if ps.haves:
@@ -768,6 +823,44 @@ class Torrent:
             parts.append(wire.encode_request(b.piece, b.begin, b.length))
         ps.conn.send(b"".join(parts))
         ps.last_sent = now
+        if buckets is not None:
+            self._charge_requests(ps, buckets, sum(b.length for b in blocks))
+
+    def _down_buckets(self, ps: PeerState) -> tuple[TokenBucket, ...] | None:
+        """The download buckets that apply to ``ps``, or None when none limits it."""
+        if (
+            self.down_bucket.unlimited
+            and ps.down_bucket.unlimited
+            and self.session.down_bucket.unlimited
+        ):
+            return None
+        return (self.down_bucket, self.session.down_bucket, ps.down_bucket)
+
+    def _budget_requests(self, ps: PeerState, buckets: tuple[TokenBucket, ...], want: int) -> int:
+        """``want`` cut to what the buckets allow now; if that is nothing, wake up later."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()  # the clock RateLimiter uses for the same buckets
+        outstanding = sum(length for length, _ in ps.requests.values())
+        allowed = min(want, ps.budget.allowance(buckets, outstanding, BLOCK, now))
+        if allowed <= 0:
+            self._wake_for_budget(ps, buckets, now)
+        return allowed
+
+    def _charge_requests(self, ps: PeerState, buckets: tuple[TokenBucket, ...], size: int) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ps.budget.charge(buckets, size, now)
+        if min(b.available(now) for b in buckets) <= 0:
+            self._wake_for_budget(ps, buckets, now)  # more wanted: ask again once repaid
+
+    def _wake_for_budget(self, ps: PeerState, buckets: tuple[TokenBucket, ...], now: float) -> None:
+        if ps.budget.timer is None:
+            delay = ps.budget.wake_delay(buckets, now)
+            ps.budget.timer = asyncio.get_running_loop().call_later(delay, self._budget_wake, ps)
+
+    def _budget_wake(self, ps: PeerState) -> None:
+        ps.budget.timer = None
+        self._fill_requests(ps)
 
     def _flush_haves(self, ps: PeerState) -> None:
         ps.conn.send(b"".join(wire.encode_have(i) for i in ps.haves))
@@ -791,17 +884,20 @@ class Torrent:
     ) -> None:
         key = (index, begin)
         size = len(data)
-        ps.down.add(size, now)
-        self.down.add(size, now)
-        self.session.down.add(size, now)
+        ps.pending_down += size  # metered once per read (on_peer_batch_end), not per block
         ps.last_block = now
         ps.snubbed = False
         requested = ps.requests.pop(key, None)
-        if requested is None or requested[0] != size or self.picker.is_block_received(*key):
+        accepted = None
+        if requested is not None and requested[0] == size:
+            accepted = self.picker.accept_block(ps.conn, index, begin)  # None: not new
+        if accepted is None:
             self.wasted += size
+            self._throttle_download(ps, size)  # wasted bytes used the bandwidth all the same
             self._fill_requests(ps)
             return
-        for other, req in self.picker.block_received(ps.conn, index, begin):
+        complete, cancels = accepted
+        for other, req in cancels:
             ops = self.peers.get(other)  # type: ignore[call-overload]
             if ops is not None and ops.requests.pop((req.piece, req.begin), None) is not None:
                 ops.conn.send(wire.encode_cancel(req.piece, req.begin, req.length))
@@ -812,22 +908,41 @@ class Torrent:
             self._fail(f"{exc} (torrent paused; resume to retry)")
             return
         if crowded and not self._relieving:
+            # disk back-pressure: nobody's blocks are read until the cache is within budget
             self._relieving = True
+            for other in self.peers.values():
+                other.conn.pause_reading("disk")
             self._spawn(self._relieve_cache())
-        if self.picker.piece_complete(index) and index not in self._hashing:
+        if complete and index not in self._hashing:
             self._hashing.add(index)
-            self._spawn(self._verify(index))
+            task = self._spawn(self._verify(index))
+            if task is not None:
+                self._verify_tasks.add(task)
+                task.add_done_callback(self._verify_tasks.discard)
         self._throttle_download(ps, size)
         ps.refill = True  # requests are topped up once per read, not once per block
 
     def on_peer_batch_end(self, conn: PeerConnection) -> None:
         """All messages of one read are handled: send the requests they made room for."""
         ps = self.peers.get(conn)
-        if ps is not None and ps.refill:
+        if ps is None:
+            return
+        if ps.pending_down:
+            self._count_down(ps)
+        if ps.refill:
             ps.refill = False
             self._fill_requests(ps, top_up=True)
 
+    def _count_down(self, ps: PeerState) -> None:
+        """Add the current read's block bytes to the peer's, torrent's and session's meters."""
+        size, ps.pending_down = ps.pending_down, 0
+        now = time.monotonic()
+        ps.down.add(size, now)
+        self.down.add(size, now)
+        self.session.down.add(size, now)
+
     def _throttle_download(self, ps: PeerState, size: int) -> None:
+        """The backstop: bytes that arrive beyond what their requests prepaid pause reading."""
         # per block: plain attribute tests, no tuple or generator when nothing is limited
         if (
             self.down_bucket.unlimited
@@ -838,7 +953,7 @@ class Torrent:
         buckets = (self.down_bucket, self.session.down_bucket, ps.down_bucket)
         loop = asyncio.get_running_loop()
         now = loop.time()  # the clock RateLimiter uses for the same buckets
-        delay = max(b.consume(size, now) for b in buckets)
+        delay = ps.budget.on_block(buckets, size, now)
         if delay > 0.001:
             # one read can carry many blocks: keep a single timer, for the latest debt
             ps.conn.pause_reading()
@@ -847,13 +962,18 @@ class Torrent:
             ps.resume_timer = loop.call_later(delay, ps.conn.resume_reading)
 
     async def _relieve_cache(self) -> None:
-        """Write the oldest cached pieces out; one such task at a time."""
+        """Bring the write cache within budget (storage.relieve_pressure), then read again.
+
+        One such task at a time; every peer's reading is paused while it runs.
+        """
         try:
             await self.storage.relieve_pressure()
         except StorageError as exc:
             self._fail(f"{exc} (torrent paused; resume to retry)")
         finally:
             self._relieving = False
+            for ps in self.peers.values():
+                ps.conn.resume_reading("disk")
 
     async def _verify(self, piece: int) -> None:
         evidence = self.guard.before_hash(piece)  # who sent which block, for smart ban
@@ -1050,6 +1170,8 @@ class Torrent:
 
     def _tick(self, now: float) -> None:
         self._requeue_due(now)
+        # disk.write_cache_mb applies live: the budget is read here, once a second
+        self.storage.write_cache_bytes = self.session.settings.disk.write_cache_mb * 1024 * 1024
         keepalive = wire.encode_keepalive()
         idle_timeout = self.session.settings.network.peer_idle_timeout
         for ps in list(self.peers.values()):

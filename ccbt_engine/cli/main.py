@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "magnet": "ccbt_engine.cli.magnet_cmd:magnet",
     "daemon": "ccbt_engine.cli.daemon_cmd:daemon",
     "dashboard": "ccbt_engine.cli.dashboard_cmd:dashboard",
+    "remote": "ccbt_engine.cli.remote_cmd:remote",
 }
 
 
@@ -50,8 +51,10 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     """ccBitTorrent command line."""
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ccbt_engine.observability.logs import configure_cli_logging
+
+    # observability.log_* settings; the flags only raise what the terminal shows
+    configure_cli_logging(logging.DEBUG if debug else logging.INFO if verbose else None)
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     ctx.obj["verbose"] = verbose

@@ -25,8 +25,13 @@ log = logging.getLogger(__name__)
 
 #: receive/send socket buffers; loopback and LAN transfers stall with the small defaults
 SOCKET_BUFFER = 4 * 1024 * 1024
-#: read size while MSE/RC4 sits between the socket and the parser (asyncio's own default)
+#: read size while MSE/RC4 sits between the socket and the parser (asyncio's own default),
+#: reached by doubling from :data:`HANDSHAKE_BUFFER` once the peer is established
 SCRATCH_BUFFER = 256 * 1024
+#: receive buffers until the handshake matched a torrent: a connection that never becomes a
+#: peer (a scan, a flood of half-open handshakes from a hostile host) costs this much, not
+#: the 256 KiB / 1 MiB a fast established peer reads with
+HANDSHAKE_BUFFER = 4 * 1024
 
 
 class PeerHandler(Protocol):
@@ -94,11 +99,16 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         self.address: tuple[str, int] = ("", 0)
         self.handler: PeerHandler | None = None
         self.remote: wire.Handshake | None = None
-        self.parser = WireParser(expect_handshake=True)
+        self.parser = WireParser(expect_handshake=True, recv_buffer_max=HANDSHAKE_BUFFER)
         #: the handler's ``on_peer_piece``, when it takes blocks without a ``wire.Piece`` each
         self._piece_sink: PieceSink | None = None
         self._scratch: memoryview | None = None
+        #: the last read filled the scratch buffer: grow it (established peers only)
+        self._scratch_full = False
         self._into_parser = True
+        #: why reading is paused (``"rate"``: a download limit; ``"disk"``: write back-pressure);
+        #: the transport reads again only when every reason is gone
+        self._read_pauses: set[str] = set()
         self.handshake_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # incoming connections have nobody awaiting the handshake: mark failures as seen
         self.handshake_done.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -141,9 +151,14 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         buffer while MSE or RC4 stand between the socket and the parser."""
         if self.crypto.pending or self.crypto.encrypted:
             self._into_parser = False
-            if self._scratch is None:
-                self._scratch = memoryview(bytearray(SCRATCH_BUFFER))
-            return self._scratch
+            scratch = self._scratch
+            if scratch is None:
+                scratch = self._scratch = memoryview(bytearray(HANDSHAKE_BUFFER))
+            elif self._scratch_full and self.handler is not None and len(scratch) < SCRATCH_BUFFER:
+                scratch = self._scratch = memoryview(
+                    bytearray(min(2 * len(scratch), SCRATCH_BUFFER))
+                )
+            return scratch
         self._into_parser = True
         return self.parser.get_buffer(sizehint)
 
@@ -153,6 +168,7 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         self.bytes_in += nbytes
         if not self._into_parser:
             assert self._scratch is not None
+            self._scratch_full = nbytes == len(self._scratch)
             self._decrypt_and_parse(bytes(self._scratch[:nbytes]))
         else:
             try:
@@ -238,10 +254,15 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             self.close("connected to ourselves")
             return False
         if self.outgoing:
-            if hs.info_hash != self.info_hash:
-                self.close("peer answered with another infohash")
-                return False
             found = self._lookup(hs.info_hash)
+            # a hybrid torrent has two wire hashes (v1, truncated v2) and libtorrent answers with
+            # the one its entry for our address prefers: over uTP, from our listen port, that
+            # can be the v2 one although we sent v1. Either is fine if it is the same torrent.
+            if hs.info_hash != self.info_hash:
+                mine = self._lookup(self.info_hash) if self.info_hash is not None else None
+                if found is None or mine is None or found[0] is not mine[0]:
+                    self.close("peer answered with another infohash")
+                    return False
         else:
             found = self._lookup(hs.info_hash)
             if found is None:
@@ -250,7 +271,7 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         if found is None:
             self.close("torrent no longer active")
             return False
-        if self.crypto.skey is not None and hs.info_hash != self.crypto.skey:
+        if not self.outgoing and self.crypto.skey is not None and hs.info_hash != self.crypto.skey:
             self.close("handshake infohash differs from the encrypted one")
             return False
         handler, info_hash, num_pieces = found
@@ -265,6 +286,7 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             return False
         self.handler = handler
         self._piece_sink = getattr(handler, "on_peer_piece", None)
+        self.parser.recv_buffer_max = wire.RECV_BUFFER_MAX  # a peer now: read in large gulps
         if not self.handshake_done.done():
             self.handshake_done.set_result(None)
         return True
@@ -282,13 +304,25 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
                 parts = [self.crypto.send(p) for p in parts]
             self.transport.writelines(parts)
 
-    def pause_reading(self) -> None:
+    def pause_reading(self, reason: str = "rate") -> None:
+        """Stop reading from the socket (TCP flow control then slows the peer) for ``reason``.
+
+        Reasons are counted apart, so the rate limiter resuming cannot undo a pause the disk
+        asked for, and the other way round.
+        """
+        self._read_pauses.add(reason)
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
-    def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+    def resume_reading(self, reason: str = "rate") -> None:
+        """Drop ``reason``; read again once no other reason holds."""
+        self._read_pauses.discard(reason)
+        if self.transport is not None and not self.closed and not self._read_pauses:
             self.transport.resume_reading()
+
+    @property
+    def reading_paused(self) -> bool:
+        return bool(self._read_pauses)
 
     def close(self, reason: str) -> None:
         if self.closed:

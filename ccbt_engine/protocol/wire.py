@@ -52,6 +52,7 @@ __all__ = [
     "Event",
     "Extended",
     "Handshake",
+    "HashTransfer",
     "Have",
     "HaveAll",
     "HaveNone",
@@ -274,6 +275,14 @@ class Extended:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class HashTransfer:
+    """BEP 52 hash request / hashes / hash reject (ids 21-23), decoded by ``protocol.hashes``."""
+
+    msg_id: int
+    payload: bytes
+
+
 Event: TypeAlias = (
     Handshake
     | KeepAlive
@@ -293,6 +302,7 @@ Event: TypeAlias = (
     | RejectRequest
     | AllowedFast
     | Extended
+    | HashTransfer
 )
 # Payload-less events are immutable, so one instance each serves every message.
 _KEEPALIVE: Final = KeepAlive()
@@ -656,6 +666,23 @@ class WireParser:
         """Current size of the buffered API's receive buffer (grows with the read sizes seen)."""
         return len(self._rbuf)
 
+    @property
+    def recv_buffer_max(self) -> int:
+        """The size the receive buffer grows to when reads keep filling it.
+
+        The shell keeps it small until the handshake is done, so a connection that never
+        becomes a peer (a port scan, a flood of half-open handshakes) costs a few KiB, and
+        raises it once the peer is established. Messages longer than it still fit (their size
+        is bounded by :attr:`max_message_len`); it only limits the read-ahead.
+        """
+        return self._recv_max
+
+    @recv_buffer_max.setter
+    def recv_buffer_max(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("recv_buffer_max must be positive")
+        self._recv_max = value
+
     def set_num_pieces(self, num_pieces: int | None) -> None:
         """Learn the piece count (known from the start, or after magnet metadata arrives).
 
@@ -1002,6 +1029,8 @@ class WireParser:
             return SuggestPiece(self._index(_U32.unpack_from(mv, body)[0]))
         if mid == MsgId.PORT:
             return Port(mv[body] << 8 | mv[body + 1])
+        if 21 <= mid <= 23:  # BEP 52 hash transfer: bounded like an extended message
+            return HashTransfer(mid, bytes(mv[body:stop]))
         # An id we do not know: skip it (its length was bounded like an extended message).
         return None
 

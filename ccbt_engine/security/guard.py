@@ -94,7 +94,7 @@ class Evidence:
     #: block index -> connection whose data was kept
     senders: dict[int, Hashable]
     #: offset in the piece -> block bytes still in the write cache (references, not copies)
-    blocks: dict[int, bytes]
+    blocks: dict[int, bytes | memoryview]
 
     def hosts(self) -> dict[int, str]:
         out: dict[int, str] = {}
@@ -105,7 +105,7 @@ class Evidence:
         return out
 
 
-def _digests(blocks: dict[int, bytes], block_size: int) -> dict[int, bytes]:
+def _digests(blocks: dict[int, bytes | memoryview], block_size: int) -> dict[int, bytes]:
     """Block index -> SHA-1 of the block (runs on the disk pool)."""
     return {begin // block_size: hashlib.sha1(data).digest() for begin, data in blocks.items()}
 
@@ -158,7 +158,7 @@ class PeerGuard:
             self.anomaly.on_blocks(host, 0, n, now)
         self.torrent._spawn(self._attribute(piece, evidence))
 
-    async def _digest(self, blocks: dict[int, bytes]) -> dict[int, bytes]:
+    async def _digest(self, blocks: dict[int, bytes | memoryview]) -> dict[int, bytes]:
         loop = asyncio.get_running_loop()
         size = self.torrent.picker.block_size
         return await loop.run_in_executor(self.session.executor, _digests, blocks, size)

@@ -34,8 +34,9 @@ import errno
 import heapq
 import os
 import struct
+import sys
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,10 @@ _O_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _PROC_FD = "/proc/self/fd/%d" if os.path.isdir("/proc/self/fd") else ""
 _ZERO_CHUNK = bytes(MIB)
+#: the block size (and grid) every client requests: see ``_PieceBuf.filled``
+_GRID = 16 * 1024
+#: finished piece buffers kept for the next pieces (at least one, else this many bytes' worth)
+_SPARE_BYTES = 8 * MIB
 
 
 # Positional I/O. Windows has neither pread nor pwrite: there a process-wide lock makes
@@ -363,12 +368,36 @@ class PartFile:
             raise self._error(exc, "delete") from exc
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _PieceBuf:
-    """Cached blocks of one piece, keyed by their offset in the piece."""
+    """One piece being received: each block is copied into place in a piece-sized buffer.
 
-    blocks: dict[int, bytes] = field(default_factory=dict)
-    nbytes: int = 0
+    One allocation per piece instead of a ``bytes`` per block; the hash runs over the buffer as
+    it is (no assembling copy) and the write is one ``pwritev`` per file slice. ``blocks`` maps
+    each block's offset to a view of its bytes in ``data`` (readers and smart ban take those
+    views). A buffer is never reused, so a view handed out stays valid after the piece leaves
+    the cache; once a piece is being hashed or written its buffer is not written to again
+    (blocks arriving meanwhile start a new buffer).
+    """
+
+    data: bytearray
+    view: memoryview
+    blocks: dict[int, memoryview] = field(default_factory=dict)
+    #: bytes of the blocks, and whether one broke the 16 KiB grid every client requests on: on
+    #: the grid blocks cannot overlap, so ``filled == len(data)`` proves the piece complete
+    #: without sorting and merging its intervals
+    filled: int = 0
+    irregular: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the piece holds (the whole buffer: what the cache budget counts)."""
+        return len(self.data)
+
+    def runs(self) -> list[tuple[int, memoryview]]:
+        """The received bytes as (offset, view) runs: adjacent blocks merged into one view."""
+        spans = _merge([(b, b + len(v)) for b, v in self.blocks.items()])
+        return [(s, self.view[s:e]) for s, e in spans]
 
 
 def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -419,6 +448,7 @@ class TorrentStorage:
         max_open_files: int = 64,
         executor: concurrent.futures.Executor | None = None,
         write_cache_bytes: int = 16 * MIB,
+        read_cache: ReadCache | None = None,
     ) -> None:
         if preallocate not in ("none", "sparse", "full"):
             raise ValueError(f"preallocate must be none, sparse or full, not {preallocate!r}")
@@ -448,11 +478,16 @@ class TorrentStorage:
         self._pending_export: set[int] = set()
         self._cache: OrderedDict[int, _PieceBuf] = OrderedDict()
         self._cached_bytes = 0
+        #: buffers of pieces that left the cache, reused for new pieces once nothing views them
+        #: any more: a fresh one is zero-filled and faulted in, a megabyte per piece
+        self._spare: deque[bytearray] = deque()
+        self._spare_max = max(1, _SPARE_BYTES // max(1, info.piece_length))
         self._busy: dict[int, asyncio.Event] = {}
         #: upload reads (see :meth:`read_blocks`): cached chunks, reads in flight, and a
         #: generation bumped by :meth:`invalidate_read_cache` so a read that started before an
-        #: invalidation never lands in the cache
-        self.read_cache = ReadCache()
+        #: invalidation never lands in the cache. The session passes one drawing on its
+        #: ``disk.read_cache_mb`` pool; alone, the storage gets a private default-sized one.
+        self.read_cache = read_cache if read_cache is not None else ReadCache()
         self._reading: dict[ChunkKey, asyncio.Future[bytearray]] = {}
         self._read_gen = 0
         self._prefetching: set[asyncio.Task[list[memoryview]]] = set()
@@ -508,26 +543,35 @@ class TorrentStorage:
         block cost more than the copy. Returns True when the cache is over its budget and the
         caller should schedule :meth:`relieve_pressure`.
         """
-        self._check(piece, begin, len(data))
-        if not len(data):
-            return False
-        block = bytes(data)
+        n = len(data)
         buf = self._cache.get(piece)
+        size = len(buf.data) if buf is not None else self.info.piece_size(piece)
+        if begin < 0 or begin + n > size:
+            raise ValueError(f"range {begin}+{n} outside piece {piece} of {size} bytes")
+        if not n:
+            return False
         if buf is None:
-            buf = self._cache[piece] = _PieceBuf()
+            data_buf = self._new_buffer(size)
+            buf = self._cache[piece] = _PieceBuf(data_buf, memoryview(data_buf))
+            self._cached_bytes += size
+        end = begin + n
+        buf.data[begin:end] = data  # the block's one copy (same length: no resize)
         old = buf.blocks.get(begin)
-        if old is not None:
-            buf.nbytes -= len(old)
-            self._cached_bytes -= len(old)
-        buf.blocks[begin] = block
-        buf.nbytes += len(block)
-        self._cached_bytes += len(block)
+        buf.blocks[begin] = buf.view[begin:end]
+        if old is None:
+            buf.filled += n
+        elif len(old) != n:
+            buf.irregular = True
+        if begin % _GRID or (n != _GRID and end != size):
+            buf.irregular = True
         return self._cached_bytes > self.write_cache_bytes
 
-    def cached_blocks(self, piece: int) -> dict[int, bytes]:
-        """Offset -> bytes of the piece's blocks still in the write cache (references, no copy).
+    def cached_blocks(self, piece: int) -> dict[int, bytes | memoryview]:
+        """Offset -> the piece's blocks still in the write cache (views, no copy).
 
-        Taken before hashing, so smart ban can digest the blocks of a piece that fails.
+        Taken before hashing, so smart ban can digest the blocks of a piece that fails. The
+        values are read-only-by-convention ``memoryview`` slices of the piece buffer, which is
+        not reused while a view of it exists.
         """
         buf = self._cache.get(piece)
         return dict(buf.blocks) if buf is not None else {}
@@ -694,23 +738,30 @@ class TorrentStorage:
     async def hash_piece(self, piece: int) -> bool:
         """Verify ``piece`` (v1 SHA-1, else v2 merkle); write it out if it came from the cache.
 
-        A complete piece still in the cache is hashed from memory; if it fails its blocks are
+        A complete piece still in the cache is hashed from its buffer and, if it passes, written
+        by the same worker call (one executor round trip per piece); if it fails its blocks are
         dropped without touching the disk. Otherwise pending blocks are written and the piece is
-        read back. Raises :class:`StorageError` for I/O failures (missing files included).
+        read back. Raises :class:`StorageError` for I/O failures (missing files included; the
+        piece's blocks are then back in the cache, so nothing is lost).
         """
-        self.info.piece_size(piece)
+        size = self.info.piece_size(piece)
         async with self._guard(piece):
             buf = self._cache.get(piece)
-            size = self.info.piece_size(piece)
-            if buf is not None:
-                blocks = list(buf.blocks.items())
-                if self._cache_covers(piece, 0, size, blocks):
-                    ok = await self._run(self._hash_cached_sync, piece, blocks)
-                    if not ok:
-                        self._drop(piece)
-                        return False
-                    await self._flush_locked(piece)
-                    return True
+            if buf is not None and (
+                (not buf.irregular and buf.filled == size)
+                or self._cache_covers(piece, 0, size, list(buf.blocks.items()))
+            ):
+                del self._cache[piece]  # blocks arriving meanwhile start a new buffer
+                ok = done = False
+                try:
+                    ok = await self._run(self._hash_write_sync, piece, buf)
+                    done = True
+                finally:
+                    if done:
+                        self._release(buf)
+                    else:
+                        self._restore(piece, buf)
+                return ok
             await self._flush_locked(piece)
             return await self._run(self._hash_sync, piece)
 
@@ -726,11 +777,13 @@ class TorrentStorage:
     async def flush(self) -> None:
         """Write every cached block (raises :class:`StorageError`; unwritten blocks are kept).
 
-        Also finishes moving un-skipped files out of the part file.
+        Also finishes moving un-skipped files out of the part file, and lets go of the spare
+        piece buffers (a finished torrent should not keep megabytes for pieces to come).
         """
         for piece in list(self._cache):
             async with self._guard(piece):
                 await self._flush_locked(piece)
+        self._spare.clear()
         if self._pending_export:
             await self._run(self._export_pending_sync)
 
@@ -833,7 +886,7 @@ class TorrentStorage:
         ]
 
     def _cache_covers(
-        self, piece: int, begin: int, length: int, blocks: list[tuple[int, bytes]]
+        self, piece: int, begin: int, length: int, blocks: Sequence[tuple[int, bytes | memoryview]]
     ) -> bool:
         needed = self._needed(piece, begin, length)
         if sum(e - s for s, e in needed) > sum(len(d) for _, d in blocks):
@@ -843,28 +896,78 @@ class TorrentStorage:
     def _drop(self, piece: int) -> None:
         buf = self._cache.pop(piece, None)
         if buf is not None:
-            self._cached_bytes -= buf.nbytes
+            self._release(buf)
+
+    def _release(self, buf: _PieceBuf) -> None:
+        """``buf`` is on disk or forgotten: out of the budget, its memory kept for reuse."""
+        self._cached_bytes -= buf.nbytes
+        if len(buf.data) == self.info.piece_length and len(self._spare) < self._spare_max:
+            self._spare.append(buf.data)
+
+    def _new_buffer(self, size: int) -> bytearray:
+        """A buffer for a new piece: a spare one nobody views any more, else a fresh one.
+
+        A spare buffer still holds an old piece's bytes; that is fine, because only offsets
+        covered by the new piece's blocks are ever hashed, written or read (pads are zeroed
+        before hashing). Views handed out (smart-ban evidence, readers) hold a reference to the
+        buffer, so a reference count of two (``data`` and the call's argument) means none is
+        left and nothing can see it change.
+        """
+        spare = self._spare
+        if size == self.info.piece_length:
+            for _ in range(len(spare)):
+                data = spare.popleft()
+                if sys.getrefcount(data) == 2:
+                    return data
+                spare.append(data)  # still viewed: try it again later
+        return bytearray(size)
 
     def _restore(self, piece: int, buf: _PieceBuf) -> None:
-        """Put blocks that failed to write back, under blocks that arrived meanwhile."""
+        """Put blocks that failed to write back, under blocks that arrived meanwhile.
+
+        ``buf`` left the cache but not the budget (:attr:`cached_bytes` counts a piece until
+        it is on disk or dropped), so it is either re-adopted as is or merged and released.
+        """
         cur = self._cache.get(piece)
         if cur is None:
             self._cache[piece] = buf
             self._cache.move_to_end(piece, last=False)
-            self._cached_bytes += buf.nbytes
             return
         for begin, data in buf.blocks.items():
             if begin not in cur.blocks:
-                cur.blocks[begin] = data
-                cur.nbytes += len(data)
-                self._cached_bytes += len(data)
+                end = begin + len(data)
+                cur.data[begin:end] = data
+                cur.blocks[begin] = cur.view[begin:end]
+        cur.irregular = True  # merged: let _cache_covers judge completeness
+        self._release(buf)
+
+    @property
+    def over_budget(self) -> bool:
+        """The write cache (pieces being hashed or written included) exceeds its budget."""
+        return self._cached_bytes > self.write_cache_bytes
 
     async def relieve_pressure(self) -> None:
-        """Write the oldest cached pieces until the cache is within its budget."""
+        """Bring :attr:`cached_bytes` within the budget; returns when it is (or cannot be).
+
+        Pieces already on their way to the disk are waited for; the oldest cached (usually
+        partial) pieces are written only when those alone would not bring the cache within
+        budget, because a partial piece written now has to be read back to be hashed. The
+        torrent stops reading from its peers while this runs: that is the back-pressure that
+        keeps a slow disk from turning into unbounded memory.
+        """
         while self._cached_bytes > self.write_cache_bytes:
+            resident = sum(b.nbytes for b in self._cache.values())
+            if self._cached_bytes - resident > 0 and resident <= self.write_cache_bytes:
+                busy = [ev for p, ev in self._busy.items() if p not in self._cache]
+                if busy:
+                    await busy[0].wait()
+                    continue
             victim = next((p for p in self._cache if p not in self._busy), None)
             if victim is None:
-                return  # everything cached is being written already
+                if not self._busy:
+                    return  # nothing left that this could wait for
+                await next(iter(self._busy.values())).wait()
+                continue
             async with self._guard(victim):
                 await self._flush_locked(victim)
 
@@ -872,13 +975,14 @@ class TorrentStorage:
         buf = self._cache.pop(piece, None)
         if buf is None:
             return
-        self._cached_bytes -= buf.nbytes
         written = False
         try:
-            await self._run(self._write_sync, piece, sorted(buf.blocks.items()))
+            await self._run(self._write_sync, piece, buf.runs())
             written = True
         finally:
-            if not written:
+            if written:
+                self._release(buf)  # counted until it is on disk
+            else:
                 self._restore(piece, buf)
 
     # ------------------------------------------------------------------ worker-thread side
@@ -962,7 +1066,7 @@ class TorrentStorage:
             write_all_at(fd, [memoryview(_ZERO_CHUNK)[:chunk]], size)
             size += chunk
 
-    def _write_sync(self, piece: int, blocks: list[tuple[int, bytes]]) -> None:
+    def _write_sync(self, piece: int, blocks: Sequence[tuple[int, bytes | memoryview]]) -> None:
         """Write sorted blocks: contiguous runs, one ``pwritev`` per file slice of a run."""
         i = 0
         while i < len(blocks):
@@ -1127,9 +1231,23 @@ class TorrentStorage:
         """(piece, begin, length) ranges from disk, one fresh buffer each (upload reads)."""
         return [self._read_sync(piece, begin, length, [], True) for piece, begin, length in spans]
 
-    def _hash_cached_sync(self, piece: int, blocks: list[tuple[int, bytes]]) -> bool:
-        data = self._read_sync(piece, 0, self.info.piece_size(piece), blocks, False)
-        return verify_piece(self.layout, piece, data)
+    def _hash_write_sync(self, piece: int, buf: _PieceBuf) -> bool:
+        """Verify a complete piece from its buffer; write it only if it passes (worker thread).
+
+        Pad bytes are zeros by definition, whatever a peer sent for them: zeroed in place first.
+        """
+        size = len(buf.data)
+        pos = 0
+        for sl in [*self.layout.slices(piece, 0, size), None]:
+            start = size if sl is None else sl.buffer_offset
+            if start > pos:
+                buf.view[pos:start] = bytes(start - pos)
+            if sl is not None:
+                pos = start + sl.length
+        if not verify_piece(self.layout, piece, buf.data):
+            return False
+        self._write_sync(piece, buf.runs())
+        return True
 
     def _hash_sync(self, piece: int) -> bool:
         data = self._read_sync(piece, 0, self.info.piece_size(piece), [], True)

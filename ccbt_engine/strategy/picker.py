@@ -593,6 +593,58 @@ class PiecePicker:
                 cancels.append((other, self._request(piece, block)))
         return cancels
 
+    def accept_block(
+        self, peer: Hashable, piece: int, begin: int
+    ) -> tuple[bool, Sequence[tuple[Hashable, BlockRequest]]] | None:
+        """The download hot path's one call per PIECE: :meth:`is_block_received`,
+        :meth:`block_received` and :meth:`piece_complete` in one.
+
+        None when the data is not new (a duplicate, an owned or unstarted-and-unwanted piece, an
+        offset that names no block): the caller wastes it. Otherwise ``(complete, cancels)``:
+        whether the piece now has every block, and the ``(other_peer, request)`` pairs to
+        CANCEL. Safe with a peer's unchecked PIECE header. Per block this saves four method
+        calls and a bitfield lookup's bounds check, some 5 % of the loop thread's time.
+        """
+        if not 0 <= piece < self.num_pieces:
+            return None
+        # self.have[piece], without Bitfield.__getitem__'s second bounds check
+        if self.have._data[piece >> 3] & (0x80 >> (piece & 7)):
+            return None
+        if begin < 0 or begin % self.block_size:
+            return None
+        block = begin // self.block_size
+        partial = self._partial.get(piece)
+        if partial is None:
+            if self._pos[piece] < 0 or block >= self._nblocks(piece):
+                return None
+            partial = self._start(piece)
+        elif block >= partial.num_blocks:
+            return None
+        block_state = partial.state[block]
+        if block_state == _RECEIVED:
+            return None
+        if block_state == _FREE:
+            partial.free -= 1
+            if not partial.free:
+                self._open.discard(piece)
+        partial.state[block] = _RECEIVED
+        partial.received += 1
+        partial.senders[block] = peer
+        partial.touched.add(peer)
+        complete = partial.received == partial.num_blocks
+        requesters = partial.requesters.pop(block, None)
+        if requesters is None:
+            return complete, ()
+        cancels: list[tuple[Hashable, BlockRequest]] = []
+        peers = self._peers
+        for other in requesters:
+            state = peers.get(other)
+            if state is not None:
+                state.requests.discard((piece, block))
+            if other != peer:
+                cancels.append((other, self._request(piece, block)))
+        return complete, cancels
+
     # ------------------------------------------------------------------ picking
 
     def pick(

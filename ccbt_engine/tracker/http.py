@@ -19,6 +19,7 @@ import zlib
 import aiohttp
 from yarl import URL
 
+from ccbt_engine.tracker.http_tls import TlsOption, tls_option
 from ccbt_engine.tracker.protocol import (
     MAX_REPLY_SIZE,
     AnnounceReply,
@@ -74,11 +75,16 @@ async def fetch_bounded(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     limit: int = MAX_REPLY_SIZE,
+    ssl: TlsOption | None = None,
 ) -> bytes:
     """GET ``url`` (already percent-encoded) and return at most ``limit`` bytes of body.
 
+    ``ssl``: certificate verification for https (see :mod:`.http_tls`); None = the policy the
+    session registered (``security.verify_tls``), else verify.
     Raises :class:`TrackerError` for every failure, including a body over ``limit``.
     """
+    if ssl is None:
+        ssl = tls_option(session)
     try:
         async with asyncio.timeout(timeout):
             async with session.get(
@@ -87,6 +93,7 @@ async def fetch_bounded(
                 # aiohttp counts the redirect that trips the limit: +1 lets MAX_REDIRECTS through.
                 max_redirects=MAX_REDIRECTS + 1,
                 auto_decompress=False,
+                ssl=ssl,
                 headers={"Accept-Encoding": "gzip, deflate", "User-Agent": _USER_AGENT},
             ) as resp:
                 if resp.status != 200:
@@ -115,6 +122,11 @@ async def fetch_bounded(
         raise TrackerError(f"more than {MAX_REDIRECTS} redirects") from None
     except aiohttp.InvalidURL as exc:
         raise TrackerError(f"invalid URL {exc}") from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise TrackerError(
+            f"untrusted TLS certificate ({exc.certificate_error}); "
+            "security.verify_tls = false accepts it"
+        ) from None
     except aiohttp.ClientConnectorError as exc:
         raise TrackerError(f"cannot connect: {exc.os_error.strerror or exc}") from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
