@@ -54,3 +54,5 @@ clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 include mk/dist.mk
+# make fuzz: every fuzz harness for 1,000,000 inputs (docs/security.md, "Fuzzing")
+include mk/fuzz.mk

@@ -9,6 +9,7 @@ Plus regression tests for the parser bugs the fuzzers found.
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,13 +18,27 @@ from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+
+from fuzz.support import ENGINE_ENV, mutated_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus"
 TARGETS = sorted(p.stem.removeprefix("fuzz_") for p in (ROOT / "fuzz").glob("fuzz_*.py"))
 #: atheris inputs per target in CI; all targets together stay well under a minute
-ATHERIS_RUNS = 2000
+ATHERIS_RUNS = 3000
+
+
+def _atheris_available() -> bool:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: hypothesis inputs per target: a sanity pass beside atheris' run, the whole short pass without
+#: atheris (about a second per target either way)
+HYPOTHESIS_EXAMPLES = 150 if _atheris_available() else 1500
 
 
 def _harness(target: str) -> ModuleType:
@@ -81,14 +96,6 @@ def test_corpus_matches_make_corpus() -> None:
         assert on_disk == files, f"tests/corpus/{target} is stale: run python -m fuzz.make_corpus"
 
 
-def _atheris_available() -> bool:
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.skipif(not _atheris_available(), reason="atheris not installed (hypothesis pass runs)")
 @pytest.mark.parametrize("target", TARGETS)
 def test_short_atheris_run(target: str, tmp_path: Path) -> None:
@@ -115,40 +122,69 @@ def test_short_atheris_run(target: str, tmp_path: Path) -> None:
     assert "Done" in proc.stderr, proc.stderr[-3000:]
 
 
-@st.composite
-def _inputs(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
-    """Random bytes, or a seed with a few bytes overwritten, inserted or cut off."""
-    if not seeds or draw(st.booleans()):
-        return draw(st.binary(max_size=600))
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, 4))):
-        pos = draw(st.integers(0, len(data)))
-        kind = draw(st.integers(0, 2))
-        if kind == 0 and pos < len(data):
-            data[pos] = draw(st.integers(0, 255))
-        elif kind == 1:
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del data[pos:]
-    return bytes(data)
-
-
 @pytest.mark.parametrize("target", TARGETS)
 def test_hypothesis_pass(target: str) -> None:
     one_input = _harness(target).one_input
     seeds = _seeds(target)
 
     @settings(
-        max_examples=150,
+        max_examples=HYPOTHESIS_EXAMPLES,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-    @given(_inputs(seeds))
+    @given(mutated_inputs(seeds))
     def run(data: bytes) -> None:
         one_input(data)
 
     run()
+
+
+def test_hypothesis_engine_runs_a_harness_from_the_command_line(tmp_path: Path) -> None:
+    """``make fuzz`` where atheris has no wheel: same command line, hypothesis underneath."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fuzz.fuzz_utp",
+            "-runs=300",
+            "-seed=1",
+            "-timeout=20",
+            f"-artifact_prefix={tmp_path}/",
+            str(tmp_path),
+            str(CORPUS / "utp"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, ENGINE_ENV: "hypothesis"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "hypothesis engine" in proc.stderr
+    assert "stat::number_of_executed_units: 300" in proc.stderr
+
+
+def test_hypothesis_engine_fails_and_saves_the_crashing_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fuzz.support import _hypothesis_main
+
+    seed_dir = tmp_path / "seeds"
+    seed_dir.mkdir()
+    (seed_dir / "a").write_bytes(b"d3:fooi1ee")
+
+    def one_input(data: bytes) -> None:
+        if b"o" in data:  # the seed contains one: mutated seeds reach it quickly
+            raise IndexError("not a declared error")
+
+    rc = _hypothesis_main(
+        one_input, ["-runs=5000", f"-artifact_prefix={tmp_path}/x-", str(seed_dir)]
+    )
+    assert rc == 1
+    (crash,) = tmp_path.glob("x-crash-*")
+    assert b"o" in crash.read_bytes()
+    assert "IndexError" in capsys.readouterr().err
 
 
 # -- regressions found by the fuzzers ---------------------------------------------------------
