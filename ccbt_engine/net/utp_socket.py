@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ccbt_engine.net.proxy import udp_block_reason
 from ccbt_engine.protocol import utp
 from ccbt_engine.protocol.utp import UTPConnection, UTPError
 
@@ -601,7 +602,7 @@ async def start_session_utp(session: SessionCore) -> UTPListener | None:
     A port that cannot be bound costs uTP, not the session: TCP still works.
     """
     net = session.settings.network
-    if not net.enable_utp:
+    if not net.enable_utp or udp_block_reason(net) is not None:  # proxy_force: no direct UDP
         return None
     port = session.listen_port
     hosts = [h for h in net.listen_interfaces if net.enable_ipv6 or ":" not in h]

@@ -67,10 +67,22 @@ DUP_ACKS = 3
 #: has by then been sent three times (``utp_num_resends``), drops the connection without a
 #: RESET. libtorrent's timeout is never below 500 ms, so the repeat arrives first.
 ACK_REPEAT_DELAY = 0.2
-#: receive side: a hole in the sequence and not one packet from the peer for this long means the
-#: sender is gone (libtorrent gives up after three unanswered timeouts, about 10 s, and then
-#: drops our packets silently); without this the connection would wait for data forever
-HOLE_TIMEOUT = 20.0
+#: receive side, a hole in the sequence and the peer silent: is the sender still there? A
+#: sender gives a packet a limited number of transmissions (libtorrent three, then it drops the
+#: connection without a RESET and ignores our packets), so a packet lost that often is a dead
+#: connection that would otherwise wait for data forever. After HOLE_PROBE_AFTER of silence we
+#: probe: a duplicate of our last acknowledged DATA packet, which every implementation answers
+#: with an ACK (it is how a receiver recovers a lost ACK). A live sender answers, even one deep
+#: in its exponential back-off (libutp's reaches 8 s); a dead one does not, and after
+#: HOLE_PROBES unanswered probes the connection is reset and the engine dials the peer again.
+#: Probes are HOLE_PROBE_INTERVAL apart and start again only after fresh silence: each packet
+#: we send restarts libtorrent's retransmission timer (500 ms at least), so probing any faster
+#: would keep a live sender from ever resending the hole.
+HOLE_PROBE_AFTER = 2.0
+HOLE_PROBE_INTERVAL = 1.0
+HOLE_PROBES = 4
+#: silence with a hole after which the connection is reset (when no probe was answered)
+HOLE_TIMEOUT = HOLE_PROBE_AFTER + HOLE_PROBES * HOLE_PROBE_INTERVAL
 #: base delay history: one minimum per minute, the last two minutes count
 DELAY_BUCKET = 60.0
 
@@ -247,6 +259,8 @@ class UTPConnection:
         self._need_ack = False
         self._ack_repeat_at: float | None = None
         self._last_recv = now
+        self._probes = 0  # hole probes sent since the last packet from the peer
+        self._need_probe = False
         self._eof_seq: int | None = None
         self._peer_syn = -1
         self.peer_closed = False
@@ -375,6 +389,7 @@ class UTPConnection:
             return []
         self.packets_received += 1
         self._last_recv = now
+        self._probes = 0
         if pkt.type == ST_RESET:
             self._die()
             return [Reset("connection reset by peer")]
@@ -411,9 +426,12 @@ class UTPConnection:
             self._ack_repeat_at = None
             if self.state != State.SYN_SENT:
                 self._need_ack = True
-        if self._ooo and now - self._last_recv >= HOLE_TIMEOUT:
-            self._die()
-            return [Reset("connection timed out: the peer stopped resending a lost packet")]
+        if self._ooo and now >= self._next_probe_at():
+            if self._probes >= HOLE_PROBES:
+                self._die()
+                return [Reset("connection timed out: the peer stopped resending a lost packet")]
+            self._probes += 1
+            self._need_probe = True
         if self._rto_deadline is None or now < self._rto_deadline:
             return []
         if self.state == State.SYN_RECV:
@@ -445,8 +463,12 @@ class UTPConnection:
             return None
         times = [t for t in (self._rto_deadline, self._ack_repeat_at) if t is not None]
         if self._ooo:
-            times.append(self._last_recv + HOLE_TIMEOUT)
+            times.append(self._next_probe_at())
         return min(times, default=None)
+
+    def _next_probe_at(self) -> float:
+        """When the next hole probe is due (or, with all probes sent, the hole timeout)."""
+        return self._last_recv + HOLE_PROBE_AFTER + self._probes * HOLE_PROBE_INTERVAL
 
     def poll(self, now: float) -> list[bytes]:
         """Datagrams to send now: retransmissions, new data the windows allow, and an ACK."""
@@ -462,6 +484,10 @@ class UTPConnection:
             self._transmit(out, now)
         if self.state in (State.CONNECTED, State.CLOSING):
             self._send_new(now, limit)
+        if self._need_probe:
+            self._need_probe = False
+            if self.state != State.SYN_SENT:
+                self._out.append(self._encode(ST_DATA, self._acked_seq, b"", now))
         if self._need_ack and self.state != State.SYN_SENT:
             self._out.append(self._encode(ST_STATE, self.seq_nr, b"", now))
         self._need_ack = False
@@ -472,6 +498,13 @@ class UTPConnection:
     @property
     def _mss(self) -> int:
         return self.payload_size + HEADER_SIZE
+
+    @property
+    def _acked_seq(self) -> int:
+        """The newest sequence number the peer has acknowledged (a hole probe repeats it: the
+        peer sees an old packet and answers with an ACK; its payload is never looked at)."""
+        first = next(iter(self._inflight), self.seq_nr)
+        return (first - 1) & _SEQ
 
     def _send_new(self, now: float, limit: int) -> None:
         while self._sendbuf and len(self._inflight) < MAX_OUTSTANDING:

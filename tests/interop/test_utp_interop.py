@@ -13,13 +13,16 @@ import contextlib
 import os
 import random
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from ccbt_engine import torrent as torrent_module
 from ccbt_engine.api import Session
+from ccbt_engine.protocol import utp
 from tests.engine_settings import loopback_settings
 from tests.interop.refpeers import LibtorrentPeer, make_payload, make_torrent, sha256_tree
 
@@ -132,6 +135,29 @@ class LossyRelay(asyncio.DatagramProtocol):
         for transport in (self.front, self.back):
             if transport is not None:
                 transport.close()
+
+
+class DeadlyRelay(LossyRelay):
+    """Loses every transmission of one DATA packet from upstream (the ``NTH`` after the first)
+    on the first connection only: libtorrent gives a packet three transmissions and then drops
+    the connection without a word, as 1% loss does now and then. Start it with ``loss=0``."""
+
+    NTH = 3000
+
+    def __init__(self, upstream: tuple[str, int], loss: float, seed: int) -> None:
+        super().__init__(upstream, loss, seed)
+        self.victim: tuple[int, int] | None = None
+        self.killed = 0
+
+    def from_upstream(self, data: bytes) -> None:
+        if data[0] >> 4 == utp.ST_DATA and len(data) > utp.HEADER_SIZE:
+            conn_id, seq = struct.unpack_from(">2xH12xH", data)
+            if self.victim is None:
+                self.victim = (conn_id, (seq + self.NTH) & 0xFFFF)
+            if (conn_id, seq) == self.victim:
+                self.killed += 1
+                return
+        super().from_upstream(data)
 
 
 class _Back(asyncio.DatagramProtocol):
@@ -275,3 +301,30 @@ async def _lossy_transfer(
     assert relay.forwarded_bytes > LOSSY_SIZE  # the payload really went through the relay
     done = lt_dir / made.name if ccbt_seeds else tmp_path / "dl" / made.name
     _same(done, lossy_payload)
+
+
+async def test_a_connection_libtorrent_dropped_is_detected_and_redialled(
+    lossy_payload: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libtorrent loses one packet three times and silently drops the connection: ccbt's hole
+    probes go unanswered, the connection is reset, and the engine dials again and finishes.
+    (The engine's first redial waits 30 s; shortened here, it is not what is being tested.)"""
+    monkeypatch.setattr(torrent_module, "RETRY_BASE", 1.0)
+    blocklist = tmp_path / "block.txt"
+    blocklist.write_text("127.0.0.1\n")
+    settings = loopback_settings(
+        network={"enable_utp": True}, security={"ip_filter_path": str(blocklist)}
+    )
+    made = make_torrent(lossy_payload, None, PIECE, tmp_path / "t.torrent", "v1")
+    async with Session(settings, listen_port=0) as ccbt:
+        handle = await ccbt.add_torrent(made.path, tmp_path / "dl")
+        with LibtorrentPeer(made.path, made.save_path, seed=True, utp_only=True) as lt:
+            relay = await DeadlyRelay.start(("127.0.0.1", lt.port), loss=0.0)
+            try:
+                handle.connect_peer(RELAY_HOST, relay.port)
+                await handle.wait_finished(timeout=TIMEOUT * 2)
+            finally:
+                relay.close()
+    assert relay.killed >= 3  # libtorrent's utp_num_resends: it gave up on the packet
+    assert relay.syns >= 2  # the first connection died; the redial finished the job
+    _same(tmp_path / "dl" / made.name, lossy_payload)

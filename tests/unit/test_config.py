@@ -88,10 +88,10 @@ def test_defaults_match_the_documented_values() -> None:
     assert (s.network.listen_port, s.network.max_global_peers) == (6881, 200)
     assert (s.network.max_peers_per_torrent, s.network.max_half_open) == (50, 50)
     assert s.network.enable_dht and s.network.enable_lsd
-    assert not s.network.enable_utp  # off until the lossy-link stall is fixed
+    assert s.network.enable_utp  # uTP first, TCP as the fallback
     assert s.network.enable_pex and s.network.enable_ipv6
     assert s.disk.download_path == Path(platformdirs.user_downloads_dir())
-    assert (s.disk.preallocate, s.disk.use_mmap, s.disk.write_cache_mb) == ("sparse", False, 64)
+    assert (s.disk.preallocate, s.disk.write_cache_mb) == ("sparse", 64)
     assert (s.disk.max_open_files, s.disk.hash_threads, s.disk.checkpoint_interval) == (256, 2, 30)
     assert (s.limits.global_down_kib, s.limits.global_up_kib) == (0, 0)
     assert s.security.encryption == "enabled"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import itertools
 import random
 import struct
 from dataclasses import dataclass, field
@@ -449,6 +450,7 @@ def test_partial_resume_keeps_order() -> None:
 #     flight), and the ACK for the last one is lost: nothing later re-acknowledges it;
 #  2. one packet lost three times: no ACK can help, the sender is gone.
 LT_ID = 40  # libtorrent's SYN connection id: it sends DATA on 41, we answer on 40
+LT_MIN_TIMEOUT = 0.5  # libtorrent's utp_min_timeout: its retransmission timer never fires sooner
 
 
 def _lt_data(seq: int, payload: bytes = b"p" * 100) -> bytes:
@@ -499,8 +501,50 @@ def test_ack_is_repeated_once_per_silence_not_as_a_stream() -> None:
     """Every packet we send restarts libtorrent's timeout: repeating the ACK on a timer would
     keep it from ever resending the hole. One repeat per silence, then leave the sender be."""
     conn, now = _receiver_with_hole()
-    sent, _ = _run_silence(conn, now, now + 5.0)
+    sent, _ = _run_silence(conn, now, now + utp.HOLE_PROBE_AFTER - 0.01)
     assert [(p.type, p.ack_nr) for p in sent] == [(utp.ST_STATE, 4)]
+
+
+def test_a_silent_hole_is_probed_slowly_enough_for_the_sender_to_resend() -> None:
+    """The probes repeat our newest acknowledged packet (nothing sent yet: seq_nr - 1) without
+    payload, and leave libtorrent's 500 ms timer room to fire between them."""
+    conn, now = _receiver_with_hole()
+    probes: list[tuple[float, Packet]] = []
+    t = now
+    while not conn.finished:
+        deadline = conn.deadline()
+        assert deadline is not None
+        t = deadline
+        conn.timer(t)
+        probes += [(t, p) for p in map(decode, conn.poll(t)) if p.type == utp.ST_DATA]
+    assert len(probes) == utp.HOLE_PROBES
+    assert {(p.seq_nr, p.payload, p.ack_nr) for _, p in probes} == {(9, b"", 4)}  # seq_nr=10
+    times = [at for at, _ in probes]
+    assert times[0] == pytest.approx(now + utp.HOLE_PROBE_AFTER)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == pytest.approx([utp.HOLE_PROBE_INTERVAL] * (utp.HOLE_PROBES - 1))
+    assert utp.HOLE_PROBE_INTERVAL > LT_MIN_TIMEOUT
+    assert t == pytest.approx(now + utp.HOLE_TIMEOUT)
+
+
+def test_an_answered_probe_keeps_the_connection() -> None:
+    """A live sender in a long back-off (libutp: up to 8 s) answers the probe; we wait on."""
+    conn, now = _receiver_with_hole()
+    for _ in range(5):
+        sent, now = _run_silence(conn, now, now + utp.HOLE_PROBE_AFTER + 0.1)
+        assert [p.type for p in sent if p.type == utp.ST_DATA] == [utp.ST_DATA]
+        state = Packet(utp.ST_STATE, LT_ID + 1, 1, 0, 1 << 20, 21, 9)  # its ACK of the probe
+        conn.receive(encode(state), now + 0.01)
+    assert not conn.finished
+    conn.receive(_lt_data(5), now + 1.0)
+    assert conn.ack_nr == 5
+
+
+def test_a_probe_from_the_peer_is_answered_with_an_ack_and_delivers_nothing() -> None:
+    conn, now = _receiver_with_hole()
+    assert conn.receive(_lt_data(4, b""), now + 0.5) == []  # seq 4 = our ack_nr: old
+    acks = [decode(d) for d in conn.poll(now + 0.5)]
+    assert [(p.type, p.ack_nr) for p in acks] == [(utp.ST_STATE, 4)]
 
 
 def test_a_hole_the_sender_never_fills_times_the_connection_out() -> None:
@@ -531,3 +575,38 @@ def test_a_hole_is_not_timed_out_while_the_sender_keeps_talking() -> None:
     assert not conn.finished
     conn.receive(_lt_data(5), now)
     assert conn.ack_nr == 5 and not conn.finished
+
+
+# -- what uTP changes above it: one port for every connection -------------------------------
+# Over uTP our outgoing connections come from the listen port, so libtorrent matches them to the
+# peer entry it already has for that address; for a hybrid torrent found through its v2 swarm
+# that entry prefers the truncated v2 infohash, and libtorrent answers our v1 handshake with it.
+
+
+class _Handler:
+    def on_peer_connected(self, conn: object) -> str | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("answer", "accepted"),
+    [(b"1" * 20, True), (b"2" * 20, True), (b"3" * 20, False), (b"4" * 20, False)],
+)
+async def test_a_hybrid_torrents_other_infohash_is_a_valid_answer(
+    answer: bytes, accepted: bool
+) -> None:
+    from ccbt_engine.net.peer import PeerConnection
+    from ccbt_engine.protocol import wire
+
+    ours, other = _Handler(), _Handler()
+    v1, v2, alien = b"1" * 20, b"2" * 20, b"3" * 20  # b"4" * 20: no torrent at all
+    table = {v1: (ours, v1, 4), v2: (ours, v2, 4), alien: (other, alien, 4)}
+    conn = PeerConnection(
+        peer_id=b"-CC0001-" + b"x" * 12,
+        lookup=table.get,  # type: ignore[arg-type]
+        outgoing_info_hash=v1,
+        encryption="disabled",
+    )
+    reply = wire.Handshake(info_hash=answer, peer_id=b"-LT2010-" + b"y" * 12, reserved=bytes(8))
+    assert conn._accept_handshake(reply) is accepted
+    assert conn.info_hash == (answer if accepted else v1)
