@@ -69,6 +69,10 @@ MIN_QUEUE_DEPTH = 16
 RETRY_BASE = 30.0
 RETRY_MAX_DELAY = 1800.0
 RETRY_MAX_TRIES = 6
+#: a peer that was sending us data when its connection died is dialled again this soon, once:
+#: most such deaths are the transport's (a uTP sender that gave up on a packet lost three
+#: times, a NAT dropping state), not the peer's wish, and a 30 s pause wastes a good source
+PRODUCTIVE_RETRY_DELAY = 2.0
 #: why a connection ended that makes dialling the peer again pointless
 NO_RETRY_REASONS = ("banned", "both are seeds", "torrent stopped", "connected to ourselves")
 
@@ -332,7 +336,7 @@ class Torrent:
         if delete_files:
             await self.storage.delete_files()
 
-    async def _stop_activity(self) -> None:
+    async def _stop_activity(self, *, finish_hashing: bool = True) -> None:
         await self.trackers.stop()
         if self._tick_task is not None:
             self._tick_task.cancel()
@@ -345,7 +349,7 @@ class Torrent:
         me = asyncio.current_task()  # _fail runs us as one of our own tasks: never await self
         # complete pieces already hashing (from memory, on a thread) are let finish: a pause
         # keeps and claims what it verified instead of leaving it to the next start's check
-        verifying = [t for t in self._verify_tasks if t is not me]
+        verifying = [t for t in self._verify_tasks if t is not me and finish_hashing]
         if verifying:
             await asyncio.gather(*verifying, return_exceptions=True)
         # a cancelled write or hash loses its piece's bookkeeping: those pieces start over
@@ -380,7 +384,9 @@ class Torrent:
         self.error = message
         self._set_state(TorrentState.ERROR)
         self.session.events.publish(ev.TorrentError(info_hash=self.info_hash_hex, message=message))
-        self._spawn(self._stop_activity())
+        # after an error the pending hashes are not awaited: their writes would fail the same
+        # way, and could still be failing after the user has resumed the torrent
+        self._spawn(self._stop_activity(finish_hashing=False))
 
     def _done(self) -> bool:
         return self.picker.is_finished()
@@ -595,9 +601,19 @@ class Torrent:
             conn.send(b"".join(parts))
         self._maybe_unchoke_new(ps)
 
-    def _schedule_retry(self, address: tuple[str, int], source: str) -> None:
-        """Dial ``address`` again later, backing off; give up (and forget it) after a few tries."""
+    def _schedule_retry(
+        self, address: tuple[str, int], source: str, *, productive: bool = False
+    ) -> None:
+        """Dial ``address`` again later, backing off; give up (and forget it) after a few tries.
+
+        ``productive``: the connection that ended had delivered payload; its first retry comes
+        after :data:`PRODUCTIVE_RETRY_DELAY` and the back-off starts over from there.
+        """
         if address[0] in self.banned or self.session.is_blocked(address[0]):
+            return
+        if productive:
+            self._failures[address] = 0
+            self._retry_due[address] = (time.monotonic() + PRODUCTIVE_RETRY_DELAY, source)
             return
         failures = self._failures.get(address, 0) + 1
         if failures > RETRY_MAX_TRIES:
@@ -626,7 +642,7 @@ class Torrent:
         # only outgoing peers: an incoming peer's address has an ephemeral port
         retry = conn.outgoing and not reason.startswith(NO_RETRY_REASONS)
         if retry and not (ps.is_seed and self.picker.is_seed()):
-            self._schedule_retry(conn.address, ps.source)
+            self._schedule_retry(conn.address, ps.source, productive=ps.down.total > 0)
         self.picker.peer_lost(conn)
         self.extensions.on_peer_closed(conn)
         ps.requests.clear()

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from ccbt_engine import torrent as torrent_module
 from ccbt_engine.api import Session
 from ccbt_engine.protocol import utp
 from tests.engine_settings import loopback_settings
@@ -304,12 +303,11 @@ async def _lossy_transfer(
 
 
 async def test_a_connection_libtorrent_dropped_is_detected_and_redialled(
-    lossy_payload: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lossy_payload: Path, tmp_path: Path
 ) -> None:
     """libtorrent loses one packet three times and silently drops the connection: ccbt's hole
-    probes go unanswered, the connection is reset, and the engine dials again and finishes.
-    (The engine's first redial waits 30 s; shortened here, it is not what is being tested.)"""
-    monkeypatch.setattr(torrent_module, "RETRY_BASE", 1.0)
+    probes go unanswered, the connection is reset, and the engine dials again (a peer that was
+    delivering data is redialled after 2 s) and finishes."""
     blocklist = tmp_path / "block.txt"
     blocklist.write_text("127.0.0.1\n")
     settings = loopback_settings(
