@@ -209,6 +209,8 @@ class Torrent:
         self._retry_due: dict[tuple[str, int], tuple[float, str]] = {}
         self._hashing: set[int] = set()
         self._verify_tasks: set[asyncio.Task[None]] = set()
+        #: the stop :meth:`_fail` runs in the background (resume waits for it)
+        self._stopping: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tick_task: asyncio.Task[None] | None = None
         self._last_rechoke = 0.0
@@ -306,6 +308,11 @@ class Torrent:
         self.storage.set_file_priorities(self.file_priorities)
 
     async def resume(self) -> None:
+        if self._stopping is not None:
+            # the stop an error started must be over first: finishing later, it would cancel
+            # the restarted torrent's tasks and close its new connections
+            await asyncio.shield(self._stopping)
+            self._stopping = None
         self.paused = False
         if self.state == TorrentState.ERROR:
             self.error = None
@@ -386,7 +393,7 @@ class Torrent:
         self.session.events.publish(ev.TorrentError(info_hash=self.info_hash_hex, message=message))
         # after an error the pending hashes are not awaited: their writes would fail the same
         # way, and could still be failing after the user has resumed the torrent
-        self._spawn(self._stop_activity(finish_hashing=False))
+        self._stopping = self._spawn(self._stop_activity(finish_hashing=False))
 
     def _done(self) -> bool:
         return self.picker.is_finished()
