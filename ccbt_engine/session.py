@@ -214,18 +214,32 @@ class SessionCore:
             lookup=self.lookup_torrent,
             admit=lambda host: self._admit_incoming(host) or self.admission.admit(conn),
             encryption=self.settings.security.encryption,
-            skey_lookup=skey_finder(lambda: [*self._by_wire_hash, *self.magnets]),
+            skey_lookup=skey_finder(lambda: [*self._by_wire_hash, *self._magnet_hashes()]),
         )
         return conn
 
     def _admit_incoming(self, host: str) -> str | None:
         return "blocked by the IP filter" if self.is_blocked(host) else None
 
+    def _magnet_hashes(self) -> list[bytes]:
+        """Every hash a magnet in its metadata phase answers to: its key and, for a hybrid,
+        the truncated v2 hash (peers from the v2 swarm dial in with that one)."""
+        hashes = list(self.magnets)
+        for magnet in self.magnets.values():
+            v2 = magnet.magnet.info_hash_v2
+            if v2 is not None and v2[:20] not in self.magnets:
+                hashes.append(v2[:20])
+        return hashes
+
     def lookup_torrent(self, info_hash: bytes) -> tuple[PeerHandler, bytes, int] | None:
         torrent = self._by_wire_hash.get(info_hash)
-        magnet = self.magnets.get(info_hash) if torrent is None else None
-        if magnet is not None and magnet.active:
-            return magnet, info_hash, 0  # a magnet's metadata phase: no piece count yet
+        if torrent is None:
+            magnet = self.magnets.get(info_hash)
+            if magnet is None:  # a hybrid magnet's v2 swarm: few magnets, a short scan
+                found = (m._lookup(info_hash) for m in self.magnets.values())
+                return next((hit for hit in found if hit is not None), None)
+            if magnet.active:
+                return magnet, info_hash, 0  # a magnet's metadata phase: no piece count yet
         if torrent is None or torrent.state not in (TorrentState.DOWNLOADING, TorrentState.SEEDING):
             return None
         return torrent, info_hash, torrent.info.num_pieces

@@ -156,6 +156,22 @@ async def test_magnet_without_peers_stays_in_metadata_and_can_be_removed(
         leecher.get(handle.info_hash)
 
 
+async def test_hybrid_magnet_answers_incoming_peers_of_either_swarm(
+    leecher: Session, tmp_path: Path
+) -> None:
+    """Peers of a hybrid's v2 swarm dial in with the truncated v2 hash: the magnet in its
+    metadata phase must answer them (and their MSE SKEY) as it answers the v1 hash."""
+    v1, v2 = bytes(range(20)), bytes(range(100, 132))
+    uri = Magnet(info_hash_v1=v1, info_hash_v2=v2, display_name="both").to_uri()
+    await leecher.add_magnet(uri, tmp_path)
+    core = leecher._core
+    for wire_hash in (v1, v2[:20]):
+        found = core.lookup_torrent(wire_hash)
+        assert found is not None and found[1:] == (wire_hash, 0)
+        assert wire_hash in core._magnet_hashes()
+    assert core.lookup_torrent(bytes(20)) is None
+
+
 class HostileMetadataPeer:
     """Speaks just enough of the wire to offer metadata: wrong bytes, or an absurd size."""
 
