@@ -172,7 +172,13 @@ class MagnetTorrent:
         return not self.paused and self.error is None and not self._finishing
 
     def progress(self) -> float:
-        """Share of the metadata received so far (0 before any peer said how large it is)."""
+        """Share of the metadata received so far (0 before any peer said how large it is).
+
+        A v2-only magnet's metadata phase has a second half, the piece layers (BEP 52): while
+        they are fetched the figure is the share of their hash ranges received, so a status
+        bar does not sit at 100 % for it."""
+        if self.layer_fetch is not None:
+            return self.layer_fetch.fetch.progress
         return self.assembler.progress
 
     def start(self) -> None:
