@@ -398,6 +398,10 @@ async def test_clean_restart_resumes_without_recheck(seeder: Session, tmp_path: 
     data, _, down, leecher = await _half_download(seeder, tmp_path)
     await leecher.stop()
     had = down.status().pieces_have
+    # the restarted leecher must not download before its count is read: it may reconnect on
+    # its own (saved peers, or the seeder dialling the listen port it announced)
+    (up,) = seeder.torrents()
+    await up.pause()
     assert 16 <= had < 64
     state = tmp_path / "state"
     ih = down.info_hash
@@ -412,6 +416,7 @@ async def test_clean_restart_resumes_without_recheck(seeder: Session, tmp_path: 
         outcome = again._core.persistence.outcomes[ih]  # type: ignore[union-attr]
         assert outcome.rechecked == 0 and outcome.trusted == had
         assert handle.status().downloaded == saved.downloaded  # stats carried over
+        await up.resume()
         handle.connect_peer("127.0.0.1", seeder.listen_port)
         await handle.wait_finished(timeout=20)
     assert (tmp_path / "dl" / "f.bin").read_bytes() == data.read_bytes()
@@ -421,6 +426,10 @@ async def test_corrupt_resume_file_means_recheck(seeder: Session, tmp_path: Path
     data, _, down, leecher = await _half_download(seeder, tmp_path)
     await leecher.stop()
     had = down.status().pieces_have
+    # the restarted leecher must not download before its count is read: it may reconnect on
+    # its own (saved peers, or the seeder dialling the listen port it announced)
+    (up,) = seeder.torrents()
+    await up.pause()
     resume = tmp_path / "state" / "torrents" / f"{down.info_hash}.resume"
     resume.write_bytes(resume.read_bytes()[:40])  # truncated
     async with _leecher(tmp_path / "state") as again:
@@ -428,6 +437,7 @@ async def test_corrupt_resume_file_means_recheck(seeder: Session, tmp_path: Path
         # found by the recheck (plus a piece whose blocks were all flushed at the stop)
         assert had <= handle.status().pieces_have <= had + 1
         assert down.info_hash not in again._core.persistence.outcomes  # type: ignore[union-attr]
+        await up.resume()
         handle.connect_peer("127.0.0.1", seeder.listen_port)
         await handle.wait_finished(timeout=20)
     assert (tmp_path / "dl" / "f.bin").read_bytes() == data.read_bytes()
@@ -437,6 +447,10 @@ async def test_leftover_temp_file_is_ignored_and_removed(seeder: Session, tmp_pa
     _, _, down, leecher = await _half_download(seeder, tmp_path)
     await leecher.stop()
     had = down.status().pieces_have
+    # the restarted leecher must not download before its count is read: it may reconnect on
+    # its own (saved peers, or the seeder dialling the listen port it announced)
+    (up,) = seeder.torrents()
+    await up.pause()
     torrents = tmp_path / "state" / "torrents"
     tmp = torrents / f"{down.info_hash}.resume.tmp"
     tmp.write_bytes(b"d19:ccbt-resume-versioni1e9:info-hash20:")  # a write cut short
