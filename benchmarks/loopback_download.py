@@ -256,7 +256,21 @@ def run_ccbt(
 
 
 def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    """Attach py-spy to the driver; ``.txt`` gives collapsed stacks, anything else speedscope."""
+    """Attach py-spy to the driver; ``.txt`` gives collapsed stacks, anything else speedscope.
+
+    ``.strace`` attaches ``strace -c -f`` instead (syscall counts and time per call of every
+    thread), ``.perf`` ``perf record -g`` (kernel stacks too): where the leecher's system CPU,
+    half of its CPU, goes.
+    """
+    if out.suffix in (".strace", ".perf"):
+        argv = (
+            ["strace", "-c", "-f", "-o", str(out), "-p", str(pid)]
+            if out.suffix == ".strace"
+            else ["perf", "record", "-g", "-o", str(out), "-p", str(pid)]
+        )
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        return proc
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     fmt = "raw" if out.suffix == ".txt" else "speedscope"
     argv = [spy, "record", "--pid", str(pid), "-o", str(out), "--format", fmt, "--rate", "200"]
@@ -389,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--dir", help="work folder, kept and reused (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
-    p.add_argument("--profile", type=Path, help="py-spy the first ccbt run into this file")
+    p.add_argument(
+        "--profile", type=Path, help="profile the first ccbt run: py-spy, or .strace / .perf"
+    )
     p.add_argument(
         "--baseline", type=Path, help="also time ccbt imported from this folder (before/after)"
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+from asyncio import selector_events
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -56,8 +58,57 @@ class PeerHandler(Protocol):
 #: straight from the receive buffer (``block`` is valid only during the call: copy it)
 PieceSink = Callable[["PeerConnection", int, int, memoryview], None]
 
+#: ``on_peer_requests(conn, requests)``: an optional PeerHandler method taking a run of REQUEST
+#: messages at once, as validated (index, begin, length) tuples
+RequestsSink = Callable[["PeerConnection", list[tuple[int, int, int]]], None]
+
 #: (info_hash) -> handler for it and its piece count, or None when we don't serve it
 TorrentLookup = Callable[[bytes], "tuple[PeerHandler, bytes, int] | None"]
+
+
+#: the standard loop's plain TCP transport: the only one whose socket :func:`_send_direct` may
+#: write to (a TLS transport's socket carries records, uvloop's and uTP's are not this class)
+_TCP_TRANSPORT: type | None = getattr(selector_events, "_SelectorSocketTransport", None)
+#: at most this many parts per ``writev`` (POSIX guarantees 16, Linux takes 1024)
+_MAX_IOV = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+
+
+def _direct_fd(transport: asyncio.BaseTransport) -> int | None:
+    """The socket fd :func:`_send_direct` may use for ``transport``, or None."""
+    if _TCP_TRANSPORT is None or type(transport) is not _TCP_TRANSPORT:
+        return None
+    if not hasattr(os, "writev") or transport.get_extra_info("ssl_object") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    return None if sock is None else int(sock.fileno())
+
+
+def _send_direct(
+    transport: asyncio.Transport, fd: int, parts: list[bytes | memoryview]
+) -> list[bytes | memoryview]:
+    """Write ``parts`` straight to the socket while the transport has nothing queued.
+
+    Returns what is left for the transport to queue (usually nothing). Only an empty write
+    buffer keeps the byte order: anything queued must go first. Any error is left to the
+    transport, which meets it again on its own write and closes the connection properly.
+    """
+    if transport.get_write_buffer_size() or transport.is_closing() or len(parts) > _MAX_IOV:
+        return parts
+    try:
+        sent = os.writev(fd, parts)
+    except (BlockingIOError, InterruptedError):
+        return parts
+    except OSError:
+        return parts
+    for i, part in enumerate(parts):
+        size = len(part)
+        if sent < size:
+            rest = parts[i:]
+            if sent:
+                rest[0] = memoryview(part)[sent:]
+            return rest
+        sent -= size
+    return []
 
 
 class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
@@ -102,6 +153,8 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         self.parser = WireParser(expect_handshake=True, recv_buffer_max=HANDSHAKE_BUFFER)
         #: the handler's ``on_peer_piece``, when it takes blocks without a ``wire.Piece`` each
         self._piece_sink: PieceSink | None = None
+        #: the handler's ``on_peer_requests``, when it takes runs of requests at once
+        self._requests_sink: RequestsSink | None = None
         self._scratch: memoryview | None = None
         #: the last read filled the scratch buffer: grow it (established peers only)
         self._scratch_full = False
@@ -117,6 +170,9 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         self.write_paused = False
         self.bytes_in = 0
         self.bytes_out = 0
+        #: the socket's fd when :meth:`send_parts` may write to it directly (plain TCP on the
+        #: standard event loop), else None
+        self._direct_fd: int | None = None
         #: extra bookkeeping the handler keeps per connection
         self.state: object = None
 
@@ -142,6 +198,7 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             except OSError:
                 pass
         t.set_write_buffer_limits(high=1024 * 1024, low=256 * 1024)
+        self._direct_fd = _direct_fd(t)
         if self.outgoing:
             assert self.info_hash is not None
             t.write(self.crypto.start(wire.encode_handshake(self.info_hash, self.peer_id)))
@@ -231,6 +288,20 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             self.close(f"protocol error: {exc}")
         return self.closed
 
+    def on_requests(self, requests: list[tuple[int, int, int]]) -> bool:
+        """A run of REQUEST messages (see :class:`wire.WireSink`), to the handler in one call."""
+        sink = self._requests_sink
+        if sink is None:
+            for index, begin, length in requests:
+                if self.on_event(wire.Request(index, begin, length)):
+                    return True
+            return False
+        try:
+            sink(self, requests)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+        return self.closed
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
             self.closed = True
@@ -286,6 +357,7 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             return False
         self.handler = handler
         self._piece_sink = getattr(handler, "on_peer_piece", None)
+        self._requests_sink = getattr(handler, "on_peer_requests", None)
         self.parser.recv_buffer_max = wire.RECV_BUFFER_MAX  # a peer now: read in large gulps
         if not self.handshake_done.done():
             self.handshake_done.set_result(None)
@@ -298,11 +370,27 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             self.transport.write(self.crypto.send(data))
 
     def send_parts(self, parts: list[bytes | memoryview]) -> None:
-        if self.transport is not None and not self.closed:
-            self.bytes_out += sum(len(p) for p in parts)
-            if self.crypto.encrypted:
-                parts = [self.crypto.send(p) for p in parts]
-            self.transport.writelines(parts)
+        """Send ``parts`` in order (piece headers and block views) without joining them.
+
+        Python 3.11's ``transport.writelines`` joins the parts into one new ``bytes`` (a copy of
+        every uploaded byte) and, when the socket does not take it all, copies it again into
+        the write buffer. A plaintext TCP connection whose write buffer is empty instead hands
+        the parts to the kernel in one ``os.writev`` (see :func:`_send_direct`); whatever the
+        kernel does not take goes through the transport part by part, which copies each byte
+        once; other transports (RC4, uTP, uvloop) get ``writelines`` as before.
+        """
+        t = self.transport
+        if t is None or self.closed:
+            return
+        self.bytes_out += sum(len(p) for p in parts)
+        if self.crypto.encrypted:
+            parts = [self.crypto.send(p) for p in parts]
+        elif self._direct_fd is not None:
+            write = t.write
+            for part in _send_direct(t, self._direct_fd, parts):
+                write(part)  # queued: one copy into the buffer, where writelines makes two
+            return
+        t.writelines(parts)
 
     def pause_reading(self, reason: str = "rate") -> None:
         """Stop reading from the socket (TCP flow control then slows the peer) for ``reason``.

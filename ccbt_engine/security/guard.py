@@ -97,12 +97,39 @@ class Evidence:
     blocks: dict[int, bytes | memoryview]
 
     def hosts(self) -> dict[int, str]:
+        """Block index -> sender's host (for attributing a failed piece block by block)."""
         out: dict[int, str] = {}
         for block, conn in self.senders.items():
-            address = getattr(conn, "address", None)
-            if isinstance(address, tuple) and address:
-                out[block] = str(address[0])
+            host = _host_of(conn)
+            if host is not None:
+                out[block] = host
         return out
+
+    def host_counts(self) -> dict[str, int]:
+        """Host -> how many of the piece's blocks it sent.
+
+        Runs on the event loop for every verified piece, so it resolves each *connection* once
+        rather than each block (64 per MiB): usually one peer sent the whole piece.
+        """
+        senders = self.senders
+        conns = set(senders.values())
+        per_conn: dict[Hashable, int] = (
+            {conns.pop(): len(senders)} if len(conns) == 1 else Counter(senders.values())
+        )
+        out: dict[str, int] = {}
+        for conn, n in per_conn.items():
+            host = _host_of(conn)
+            if host is not None:
+                out[host] = out.get(host, 0) + n
+        return out
+
+
+def _host_of(conn: Hashable) -> str | None:
+    """The host part of a connection's address (None for anything without one)."""
+    address = getattr(conn, "address", None)
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return None
 
 
 def _digests(blocks: dict[int, bytes | memoryview], block_size: int) -> dict[int, bytes]:
@@ -147,14 +174,14 @@ class PeerGuard:
 
     def piece_passed(self, piece: int, evidence: Evidence) -> None:
         now = time.monotonic()
-        for host, n in Counter(evidence.hosts().values()).items():
+        for host, n in evidence.host_counts().items():
             self.anomaly.on_blocks(host, n, 0, now)
         if self.reputation.has_pending(self.torrent.info_hash, piece):
             self.torrent._spawn(self._judge(piece, evidence))
 
     def piece_failed(self, piece: int, evidence: Evidence) -> None:
         now = time.monotonic()
-        for host, n in Counter(evidence.hosts().values()).items():
+        for host, n in evidence.host_counts().items():
             self.anomaly.on_blocks(host, 0, n, now)
         self.torrent._spawn(self._attribute(piece, evidence))
 

@@ -458,6 +458,8 @@ class TorrentStorage:
         self.preallocate: Preallocate = preallocate
         self.write_cache_bytes = write_cache_bytes
         self.file_pool = FilePool(max_open_files)
+        #: file index -> lock held around its writes (see _pwritev)
+        self._write_locks: dict[int, threading.Lock] = {}
         self._executor = executor
         self._root = str(self.save_path)
         self._prios: tuple[int, ...] = tuple(1 for _ in info.files)
@@ -1089,9 +1091,21 @@ class TorrentStorage:
                     self._pwritev(sl.file_index, part, sl.file_offset)
 
     def _pwritev(self, index: int, views: list[memoryview], offset: int) -> None:
+        """Write one file slice; one writer per file at a time.
+
+        Buffered writes to one file serialise in the kernel anyway (ext4 takes the inode lock
+        exclusively), and a waiter there *spins* while the holder copies its megabyte: with
+        the disk threads writing pieces of one big file, ~8% of the leecher's CPU samples were
+        that spinning (docs/performance.md, "Download"). A Python lock makes the waiter sleep
+        instead (the GIL is released while it waits): ~0.2 s less CPU per GiB in two paired sets.
+        """
+        lock = self._write_locks.get(index)
+        if lock is None:
+            lock = self._write_locks.setdefault(index, threading.Lock())  # atomic under the GIL
         handle = self.file_pool.acquire(index, True, lambda w: self._open_sync(index, w))
         try:
-            write_all_at(handle.fd, views, offset)
+            with lock:
+                write_all_at(handle.fd, views, offset)
         except OSError as exc:
             raise StorageError.from_oserror(exc, self._display_path(index), "write") from exc
         finally:

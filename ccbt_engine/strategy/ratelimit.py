@@ -23,6 +23,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import ClassVar
 
 __all__ = ["AltSpeedSchedule", "DownloadBudget", "RateLimiter", "TokenBucket"]
 
@@ -35,6 +36,13 @@ class TokenBucket:
     """
 
     __slots__ = ("_burst", "_burst_is_default", "_last", "_rate", "_tokens")
+
+    #: how many buckets have had a rate set (and not reset to 0) in this process. Zero answers
+    #: "is anything limited?" with one attribute read for every block received, instead of
+    #: asking three buckets per block. It may over-count (a bucket dropped while limited stays
+    #: counted: there is no ``__del__``, which could run on any thread), never under-count, so
+    #: it only ever costs the fast path, never a limit.
+    limited_count: ClassVar[int] = 0
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if burst is not None and not burst > 0:
@@ -66,6 +74,8 @@ class TokenBucket:
             self._refill(now)
         was_unlimited = self._rate == 0
         self._rate = float(rate)
+        if was_unlimited != (self._rate == 0):
+            TokenBucket.limited_count += 1 if was_unlimited else -1
         if self._burst_is_default:
             self._burst = self._rate
         if self._rate == 0:

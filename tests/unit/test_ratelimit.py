@@ -291,3 +291,17 @@ def test_paced_requests_deliver_the_rate_steadily(rate: int, rtt: float, seconds
     for start in range(1, int(seconds) - 1):
         got = sum(1 for t in after_burst if start + rtt <= t < start + 1 + rtt) * BLOCK
         assert abs(got - rate) <= quantum, (start, got, rate)
+
+
+def test_limited_count_follows_rate_changes() -> None:
+    """The process-wide 'is anything limited' count the download hot path reads per block."""
+    start = TokenBucket.limited_count
+    a, b = TokenBucket(0), TokenBucket(1000)
+    assert TokenBucket.limited_count == start + 1
+    a.set_rate(500)
+    a.set_rate(700)  # limited -> limited: not counted twice
+    assert TokenBucket.limited_count == start + 2
+    a.set_rate(0)
+    b.set_rate(0)
+    b.set_rate(0)  # unlimited -> unlimited: not uncounted twice
+    assert TokenBucket.limited_count == start
