@@ -27,6 +27,7 @@ from ccbt_engine.session import SessionCore, SessionError, default_save_path
 from ccbt_engine.state import SessionPersistence, resolve_state_dir
 from ccbt_engine.torrent import AddOptions, PeerState, Torrent, TorrentState
 from ccbt_engine.tracker import TrackerStatus
+from ccbt_engine.webseed import WebSeedStatus
 
 __all__ = [
     "BannedPeer",
@@ -233,7 +234,8 @@ class TorrentHandle:
 
     def peers(self) -> list[PeerStatus]:
         now = time.monotonic()
-        return [_peer_status(ps, now) for ps in self._t.peers.values()]
+        peers = [_peer_status(ps, now) for ps in self._t.peers.values()]
+        return peers + [_webseed_status(w) for w in self._t.webseeds.status(now)]
 
     def banned_peers(self) -> list[BannedPeer]:
         """Banned addresses with the reason; a ban covers every torrent of the session."""
@@ -319,6 +321,26 @@ class TorrentHandle:
         return self._t.state in (TorrentState.SEEDING, TorrentState.ERROR) or (
             self._t.state != TorrentState.CHECKING and self._t.picker.is_finished()
         )
+
+
+def _webseed_status(w: WebSeedStatus) -> PeerStatus:
+    """A BEP 19 web seed as a peer row (qBittorrent shows them so); why it is idle, waiting or
+    disabled is in ``client``."""
+    return PeerStatus(
+        address=w.host,
+        client=f"HTTP seed ({w.state}: {w.reason})" if w.reason else f"HTTP seed ({w.state})",
+        flags="D" if w.state == "downloading" else "",
+        progress=1.0,
+        download_rate=w.download_rate,
+        upload_rate=0.0,
+        downloaded=w.downloaded,
+        uploaded=0,
+        source="webseed",
+        transport="https" if w.url.startswith("https:") else "http",
+        encrypted=w.url.startswith("https:"),
+        is_seed=True,
+        hash_failures=w.hash_failures,
+    )
 
 
 def _peer_status(ps: PeerState, now: float) -> PeerStatus:

@@ -22,6 +22,7 @@ from ccbt_engine import events as ev
 from ccbt_engine.config import Settings
 from ccbt_engine.dht.node import DHTNode
 from ccbt_engine.dht.service import DHT_KEYS, apply_dht_settings, start_session_dht
+from ccbt_engine.gctune import tune_for_engine
 from ccbt_engine.metainfo import Metainfo, TorrentInfo
 from ccbt_engine.net.encrypted import skey_finder
 from ccbt_engine.net.lsd import SessionLsd
@@ -148,6 +149,7 @@ class SessionCore:
         self.queue.start()
         if self.persistence is not None:
             await self.persistence.start()  # restores the saved torrents
+        tune_for_engine()  # once per process: freeze start-up objects for the GC (gctune.py)
 
     async def start_listening(self) -> None:
         """Open the peer listeners on every configured interface (one port for all)."""

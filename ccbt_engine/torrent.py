@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,11 +44,12 @@ from ccbt_engine.storage.errors import StorageError
 from ccbt_engine.storage.files import TorrentStorage
 from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.choker import Choker, PeerChokeInfo, is_snubbed
-from ccbt_engine.strategy.picker import PRIORITY_NORMAL, PiecePicker
+from ccbt_engine.strategy.picker import PRIORITY_NORMAL, BlockRequest, PiecePicker
 from ccbt_engine.strategy.ratelimit import DownloadBudget, TokenBucket
 from ccbt_engine.strategy.upload import READ_AHEAD, batch_bytes, peek_batch, take_batch
 from ccbt_engine.tracker import AnnounceStats
 from ccbt_engine.tracker_link import TrackerLink
+from ccbt_engine.webseed import WebSeeds
 
 if TYPE_CHECKING:
     from ccbt_engine.metainfo import Metainfo, TorrentInfo
@@ -189,6 +190,7 @@ class Torrent:
         self.peers: dict[PeerConnection, PeerState] = {}
         self.extensions = torrent_extensions(self)
         self.hash_server = HashServer(info, session.executor)  # BEP 52 piece-layer requests
+        self.webseeds = WebSeeds(self, metainfo.web_seeds if metainfo is not None else ())
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: deque[tuple[str, int, str]] = deque()
         self.known_peers: set[tuple[str, int]] = set()
@@ -247,6 +249,7 @@ class Torrent:
         else:
             self._set_state(TorrentState.DOWNLOADING)
         self.active_since = time.monotonic()
+        self.webseeds.start()  # BEP 19; idle while seeding, cancelled by _stop_activity
         if self._tick_task is None:
             self._tick_task = asyncio.create_task(self._tick_loop(), name=f"tick-{self.name}")
             if (dht_job := torrent_dht_job(self)) is not None:  # get_peers + announce cycle
@@ -344,20 +347,25 @@ class Torrent:
             await self.storage.delete_files()
 
     async def _stop_activity(self, *, finish_hashing: bool = True) -> None:
-        await self.trackers.stop()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
-            self._tick_task = None
+        # tick and connections first, before any await: blocks arriving while the trackers
+        # hear "stopped" would complete pieces a closing torrent can no longer hash, and with
+        # no tick task nothing dials again (_connect_more)
+        tick, self._tick_task = self._tick_task, None
+        if tick is not None:
+            tick.cancel()
         for conn in list(self.peers):
             conn.close("torrent stopped")
         self.candidates.extend((h, p, "reconnect") for h, p in self.known_peers)
+        if tick is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await tick
+        await self.trackers.stop()
         me = asyncio.current_task()  # _fail runs us as one of our own tasks: never await self
         # complete pieces already hashing (from memory, on a thread) are let finish: a pause
         # keeps and claims what it verified instead of leaving it to the next start's check
-        verifying = [t for t in self._verify_tasks if t is not me and finish_hashing]
-        if verifying:
+        # (blocks a closed connection had already read can still complete pieces meanwhile:
+        # wait until no hash is left, not only for the ones running now)
+        while finish_hashing and (verifying := [t for t in self._verify_tasks if t is not me]):
             await asyncio.gather(*verifying, return_exceptions=True)
         # a cancelled write or hash loses its piece's bookkeeping: those pieces start over
         at_risk = set(self._hashing)
@@ -851,7 +859,7 @@ class Torrent:
 
     def _down_buckets(self, ps: PeerState) -> tuple[TokenBucket, ...] | None:
         """The download buckets that apply to ``ps``, or None when none limits it."""
-        if (
+        if not TokenBucket.limited_count or (
             self.down_bucket.unlimited
             and ps.down_bucket.unlimited
             and self.session.down_bucket.unlimited
@@ -919,6 +927,26 @@ class Torrent:
             self._throttle_download(ps, size)  # wasted bytes used the bandwidth all the same
             self._fill_requests(ps)
             return
+        try:
+            self.store_block(index, begin, data, accepted)
+        except StorageError:
+            return
+        self._throttle_download(ps, size)
+        ps.refill = True  # requests are topped up once per read, not once per block
+
+    def store_block(
+        self,
+        index: int,
+        begin: int,
+        data: bytes | memoryview,
+        accepted: tuple[bool, Sequence[tuple[Hashable, BlockRequest]]],
+    ) -> asyncio.Task[None] | None:
+        """What every accepted block goes through, from a peer or a web seed: cancel the
+        copies requested from other peers, cache it, relieve the disk cache, and start hashing
+        a piece it completed (that task is returned, so a web seed can learn the verdict).
+
+        Raises :class:`StorageError` after putting the torrent in error (the block is lost).
+        """
         complete, cancels = accepted
         for other, req in cancels:
             ops = self.peers.get(other)  # type: ignore[call-overload]
@@ -929,21 +957,21 @@ class Torrent:
         except StorageError as exc:
             self.picker.piece_failed(index)
             self._fail(f"{exc} (torrent paused; resume to retry)")
-            return
+            raise
         if crowded and not self._relieving:
             # disk back-pressure: nobody's blocks are read until the cache is within budget
             self._relieving = True
             for other in self.peers.values():
                 other.conn.pause_reading("disk")
             self._spawn(self._relieve_cache())
-        if complete and index not in self._hashing:
-            self._hashing.add(index)
-            task = self._spawn(self._verify(index))
-            if task is not None:
-                self._verify_tasks.add(task)
-                task.add_done_callback(self._verify_tasks.discard)
-        self._throttle_download(ps, size)
-        ps.refill = True  # requests are topped up once per read, not once per block
+        if not complete or index in self._hashing:
+            return None
+        self._hashing.add(index)
+        task = self._spawn(self._verify(index))
+        if task is not None:
+            self._verify_tasks.add(task)
+            task.add_done_callback(self._verify_tasks.discard)
+        return task
 
     def on_peer_batch_end(self, conn: PeerConnection) -> None:
         """All messages of one read are handled: send the requests they made room for."""
@@ -966,8 +994,8 @@ class Torrent:
 
     def _throttle_download(self, ps: PeerState, size: int) -> None:
         """The backstop: bytes that arrive beyond what their requests prepaid pause reading."""
-        # per block: plain attribute tests, no tuple or generator when nothing is limited
-        if (
+        # per block: one class attribute when no bucket in the process has a rate
+        if not TokenBucket.limited_count or (
             self.down_bucket.unlimited
             and ps.down_bucket.unlimited
             and self.session.down_bucket.unlimited
@@ -1064,6 +1092,40 @@ class Torrent:
             self._fail(str(exc))
 
     # -- uploading ------------------------------------------------------------------------
+    def on_peer_requests(self, conn: PeerConnection, requests: list[tuple[int, int, int]]) -> None:
+        """A run of REQUEST messages from one read (the parser batches them; see wire.WireSink).
+
+        The common case (a piece we have, the peer unchoked, room in its queue) is checked
+        inline and queued, one upload pump for the whole run; anything else takes
+        :meth:`_on_request`, the per-request path with the flood check and the rejects.
+        """
+        ps = self.peers.get(conn)
+        if ps is None:
+            return
+        ps.last_received = time.monotonic()
+        have = self.picker.have
+        num_pieces = self.info.num_pieces
+        piece_size = self.info.piece_size
+        queue = ps.upload_queue
+        on_request = self.guard.on_request
+        host = conn.address[0]
+        for index, begin, length in requests:
+            if (
+                index < num_pieces
+                and have[index]
+                and (not ps.am_choking or index in ps.allowed_fast_out)
+                and len(queue) < MAX_UPLOAD_QUEUE
+            ):
+                on_request(host)
+                if begin + length > piece_size(index):
+                    raise ProtocolError(f"request outside piece {index}")
+                queue.append(wire.Request(index, begin, length))
+            else:
+                self._on_request(ps, wire.Request(index, begin, length))
+                if conn.closed:
+                    return
+        self._pump_uploads(ps)
+
     def _on_request(self, ps: PeerState, req: wire.Request) -> None:
         self.guard.on_request(ps.conn.address[0])
         flood = request_flood(ps, req, self.picker.have, MAX_UPLOAD_QUEUE, time.monotonic())

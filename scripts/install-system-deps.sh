@@ -10,7 +10,7 @@ common=(libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0)
 case "$target" in
   run)  pkgs=("${common[@]}" libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
               libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0) ;;
-  test) pkgs=("${common[@]}" aria2 mktorrent transmission-cli opentracker xdg-utils desktop-file-utils binutils
+  test) pkgs=("${common[@]}" aria2 mktorrent transmission-cli opentracker lighttpd xdg-utils desktop-file-utils binutils
               libxcb-icccm4 libxcb-keysyms1) ;;
   dist) pkgs=(binutils xdg-utils desktop-file-utils) ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
