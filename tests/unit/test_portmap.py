@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ccbt_engine.portmap import MappingStatus, PortMapError, PortMapService, natpmp, upnp
-from ccbt_engine.portmap import service as service_mod
 from ccbt_engine.portmap.gateway import parse_route_table
 from tests.portmap_fakes import (
     EXTERNAL_NATPMP,
@@ -31,27 +30,9 @@ from tests.portmap_fakes import (
 PORT = 51413
 
 
-@pytest.fixture(autouse=True)
-def no_real_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    def refuse() -> str | None:
-        raise AssertionError("a test asked for the real default gateway")
-
-    monkeypatch.setattr(service_mod, "default_gateway", refuse)
-    yield
-
-
-@pytest.fixture
-async def nat() -> AsyncIterator[FakeNatPmp]:
-    fake = await FakeNatPmp().start()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-async def igd() -> AsyncIterator[FakeIgd]:
-    fake = await FakeIgd().start()
-    yield fake
-    await fake.close()
+# the real default-gateway lookup fails (a test that forgot to point the service at a fake
+# cannot reach a real router); ``nat`` and ``igd`` are the fakes (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_real_gateway")
 
 
 async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:

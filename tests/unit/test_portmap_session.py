@@ -8,39 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ccbt_engine.api import Session
 from ccbt_engine.config import Settings
-from ccbt_engine.portmap import service as service_mod
 from tests.engine_settings import loopback_settings
 from tests.portmap_fakes import EXTERNAL_NATPMP, FakeIgd, FakeNatPmp, fake_options
 
-
-@pytest.fixture(autouse=True)
-def no_real_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    def refuse() -> str | None:
-        raise AssertionError("a test asked for the real default gateway")
-
-    monkeypatch.setattr(service_mod, "default_gateway", refuse)
-    yield
-
-
-@pytest.fixture
-async def nat() -> AsyncIterator[FakeNatPmp]:
-    fake = await FakeNatPmp().start()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-async def igd() -> AsyncIterator[FakeIgd]:
-    fake = await FakeIgd().start()
-    yield fake
-    await fake.close()
+# the real default-gateway lookup fails (a test that forgot to point the service at a fake
+# cannot reach a real router); ``nat`` and ``igd`` are the fakes (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("no_real_gateway")
 
 
 def free_port() -> int:
