@@ -24,6 +24,7 @@ from ccbt_engine import events as ev
 from ccbt_engine.api import Session
 from ccbt_engine.metainfo import load_torrent
 from tests.engine_settings import loopback_settings
+from tests.interop.hostile import BITFIELD, PSTR, UNCHOKE, full_bitfield, message
 from tests.interop.refpeers import LibtorrentPeer, MadeTorrent, make_torrent, sha256_tree
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
@@ -91,20 +92,8 @@ class HalfLiar:
 
         try:
             await reader.readexactly(68)
-            writer.write(
-                b"\x13BitTorrent protocol"
-                + bytes(8)
-                + self.info_hash
-                + b"-XX0001-"
-                + os.urandom(12)
-            )
-            nbytes = (self.num_pieces + 7) // 8
-            bits = bytearray(b"\xff" * nbytes)
-            spare = nbytes * 8 - self.num_pieces
-            if spare:
-                bits[-1] &= (0xFF << spare) & 0xFF
-            writer.write(struct.pack(">IB", 1 + nbytes, 5) + bits)
-            writer.write(struct.pack(">IB", 1, 1))  # unchoke
+            writer.write(PSTR + bytes(8) + self.info_hash + b"-XX0001-" + os.urandom(12))
+            writer.write(message(BITFIELD, full_bitfield(self.num_pieces)) + message(UNCHOKE))
             while True:
                 (length,) = struct.unpack(">I", await reader.readexactly(4))
                 if length == 0:
