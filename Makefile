@@ -47,8 +47,16 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check ccbt_engine ccbt_gui tests benchmarks
 	$(VENV)/bin/mypy
 
+# make bench: every benchmark of docs/performance.md, each against its reference in the same run
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/create_hashing.py
+	$(PY) benchmarks/recheck.py
+	$(PY) benchmarks/loopback_download.py --runs 5
+	$(PY) benchmarks/loopback_download.py --runs 5 --size 512M --files 200
+	$(PY) benchmarks/seeding.py --runs 5
+	$(PY) benchmarks/seeding.py --runs 5 --size 512M --files 200
+	$(PY) benchmarks/utp_vs_tcp.py
+	$(PY) benchmarks/gui_model_update.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import statistics
 import sys
@@ -84,6 +85,40 @@ def warm_page_cache(root: Path) -> None:
                 pass
 
 
+#: seconds between deleting one run's download and starting the next leecher: see settle()
+SETTLE_S = 3.0
+_PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
+
+
+def settle(seconds: float = SETTLE_S) -> None:
+    """Wait after deleting a run's download so the next leecher writes into the same memory.
+
+    A leecher writing a fresh GiB allocates a GiB of page cache. On a VM whose balloon driver
+    reports free pages to the host (``virtio_balloon`` free page reporting), memory freed a
+    moment ago (the previous run's deleted download) is still backed by the host and cheap to
+    fill, while reported memory faults into the host on first touch: on our 2-core VMs filling
+    a GiB of page cache took 0.18 s of system time when warm and 1.4-1.9 s when reported, which
+    alone moves a leecher between ~550 and ~300 MiB/s. The reporting thread gets to freed pages
+    within about a second, so without this pause whichever leecher started fastest after the
+    delete (libtorrent's) ran on warm memory and the other on cold. After the pause both start
+    from the same state. On hardware without free page reporting the pause changes nothing.
+    """
+    time.sleep(seconds)
+
+
+def page_reporting_state() -> str:
+    """One line about free page reporting on this machine (see :func:`settle`)."""
+    if not _PAGE_REPORTING.is_dir():
+        return "free page reporting: not present"
+    values = []
+    for param in sorted(_PAGE_REPORTING.iterdir()):
+        try:
+            values.append(f"{param.name}={param.read_text().strip()}")
+        except OSError:
+            continue
+    return "free page reporting: " + " ".join(values)
+
+
 # --------------------------------------------------------------------------------------------
 # /proc sampling
 # --------------------------------------------------------------------------------------------
@@ -100,10 +135,20 @@ def cpu_split(pid: int) -> tuple[float, float]:
     stime is the kernel's share: on loopback it includes the TCP work of the *other* end that
     the kernel runs in this process's syscalls, so it tells user-space cost from the stack's.
     """
+    fields = _stat_fields(pid)
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of ``pid`` so far: fresh anonymous memory costs one per page touched."""
+    return int(_stat_fields(pid)[7])
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """``/proc/PID/stat`` from field 3 on (index 0 is the state)."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     # the command name (field 2) may contain spaces and parentheses: split after the last ')'
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -131,6 +176,8 @@ class ProcStats:
     sys_last: float = 0.0
     vm_hwm_kib: int = 0
     rss_anon_peak_kib: int = 0
+    faults_start: int = 0
+    faults_last: int = 0
     samples: int = 0
 
     @property
@@ -142,6 +189,11 @@ class ProcStats:
     def sys_cpu(self) -> float:
         """The kernel's share (stime) of :attr:`cpu`."""
         return self.sys_last - self.sys_start
+
+    @property
+    def minor_faults(self) -> int:
+        """Minor page faults between :meth:`ProcSampler.mark_start` and the last sample."""
+        return self.faults_last - self.faults_start
 
 
 class ProcSampler:
@@ -164,6 +216,7 @@ class ProcSampler:
         self.sample()
         self.stats.cpu_start = self.stats.cpu_last
         self.stats.sys_start = self.stats.sys_last
+        self.stats.faults_start = self.stats.faults_last
         self._thread.start()
         return self
 
@@ -172,10 +225,12 @@ class ProcSampler:
         with self._lock:
             self.stats.cpu_start = self.stats.cpu_last
             self.stats.sys_start = self.stats.sys_last
+            self.stats.faults_start = self.stats.faults_last
 
     def sample(self) -> None:
         try:
             user, system = cpu_split(self.pid)
+            faults = minor_faults(self.pid)
             hwm, anon = memory_kib(self.pid)
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
             return
@@ -183,6 +238,7 @@ class ProcSampler:
             s = self.stats
             s.cpu_last = user + system
             s.sys_last = system
+            s.faults_last = faults
             s.vm_hwm_kib = max(s.vm_hwm_kib, hwm)
             s.rss_anon_peak_kib = max(s.rss_anon_peak_kib, anon)
             s.samples += 1
@@ -203,8 +259,26 @@ class ProcSampler:
 # --------------------------------------------------------------------------------------------
 
 
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """``--runs`` and ``--warmup``, the same for every transfer benchmark."""
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="uncounted rounds first (the first transfer after a seeder starts is slower)",
+    )
+
+
+def run_label(run: int) -> str:
+    """``run N`` for counted runs (0-based ``run``), ``warm-up`` for the negative ones."""
+    return f"run {run + 1}" if run >= 0 else "warm-up"
+
+
 def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    """The median of the values that are numbers (a metric a run could not measure is NaN)."""
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else float("nan")
 
 
 def ratio_table(
@@ -233,7 +307,8 @@ def ratio_table(
         for num in nums:
             ratio = meds[num] / den if den else float("nan")
             mine, theirs = results[num].get(metric, []), results[denominator].get(metric, [])
-            per_run = median([a / b for a, b in zip(mine, theirs, strict=True) if b])
+            pairs = zip(mine, theirs, strict=True)
+            per_run = median([a / b for a, b in pairs if b and not math.isnan(a)])
             row += [f"{ratio:.2f}", f"{per_run:.2f}"]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

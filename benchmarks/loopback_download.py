@@ -3,13 +3,22 @@
 One libtorrent seeder (its high-throughput preset, data checked and in the page cache) serves a
 generated payload. Each run times two leechers in turn, each in its own process so neither shares
 an interpreter or a GIL with the harness: a libtorrent leecher (``lt_peer.py``, TCP only, default
-settings) and a ccbt leecher (this file re-run with ``--driver``, using ``ccbt_engine.api``). The
-order alternates between runs so drifting background load hits both alike; medians are reported.
+settings) and a ccbt leecher (this file re-run with ``--driver``, using ``ccbt_engine.api``, TCP
+only too). The order alternates between runs so drifting background load hits both alike; one
+uncounted warm-up round comes first, then medians are reported.
+
+Both leechers are TCP only, like the seeder: with uTP on (ccbt's default) ccbt dials uTP first and
+TCP only after ``UTP_HEAD_START`` (0.5 s) without an answer, which a TCP-only seeder never gives;
+that is a connection policy worth half a second once per peer, not transfer speed. Between runs
+the harness waits a few seconds after deleting the last download, so that both leechers write
+into memory in the same state (``_common.settle`` explains why that matters on a VM).
 
 Per leecher and run:
 
 * MiB/s: payload bytes / wall time from the moment it is told to connect to the seeder until it
   reports every piece verified;
+* 10-90% MiB/s and first byte s: from the leecher's files on disk, sampled every 20 ms
+  (``DiskProgress``): the transfer rate without connection set-up and the final hashes;
 * CPU s: utime + stime of the leecher's process over that same window (``/proc/PID/stat``, last
   sample taken right after completion, before the process is told to quit); "sys CPU s" is its
   kernel share (on loopback the kernel runs much of the other end's TCP work in our syscalls);
@@ -52,10 +61,15 @@ from _common import (  # benchmarks are scripts, not a package: found via sys.pa
     MIB,
     ProcSampler,
     ProcStats,
+    add_run_arguments,
+    cpu_seconds,
     load_refpeers,
     now,
+    page_reporting_state,
     parse_size,
     ratio_table,
+    run_label,
+    settle,
     warm_page_cache,
     write_random_file,
 )
@@ -71,6 +85,10 @@ class RunResult:
     seconds: float
     payload: int
     proc: ProcStats
+    #: seconds from "connect" to the first payload byte written (see DiskProgress)
+    first_byte: float
+    #: MiB/s while the payload went from 10% to 90% written
+    steady_mib_s: float
 
     @property
     def mib_s(self) -> float:
@@ -105,6 +123,7 @@ async def _drive(torrent: Path, save: Path, peer: tuple[str, int], timeout: floa
         {
             "network": {
                 "listen_interfaces": ["127.0.0.1"],
+                "enable_utp": False,  # TCP only, as the libtorrent leecher (see the docstring)
                 "enable_dht": False,
                 "enable_lsd": False,
                 "enable_upnp": False,
@@ -221,6 +240,67 @@ class CcbtLeecher:
             self.proc.wait(5)
 
 
+class DiskProgress:
+    """How many payload bytes the leecher has written, sampled every 20 ms from ``st_blocks``.
+
+    Both leechers write into sparse files and ext4 counts delayed allocations in ``st_blocks``,
+    so allocated bytes track bytes written. From the samples come the time to the first written
+    byte and the rate between 10% and 90% of the payload: the transfer itself, without the
+    connection set-up (libtorrent dials a peer added by ``connect_peer`` on its next tick, ccbt
+    at once) or the hash and write of the last pieces. Same sampler, same files, for both.
+    """
+
+    INTERVAL = 0.02
+
+    def __init__(self, save: Path, payload: int, t0: float) -> None:
+        self.save = save
+        self.payload = payload
+        self.t0 = t0
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="disk-progress")
+        self._thread.start()
+
+    def _written(self) -> int:
+        total = 0
+        stack = [str(self.save)]
+        while stack:
+            with contextlib.suppress(FileNotFoundError), os.scandir(stack.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        with contextlib.suppress(FileNotFoundError):
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((now() - self.t0, self._written()))
+            self._stop.wait(self.INTERVAL)
+
+    def stop(self) -> tuple[float, float]:
+        """(seconds to the first written byte, MiB/s from 10% to 90% of the payload)."""
+        self._stop.set()
+        self._thread.join(2.0)
+        first = next((t for t, n in self.samples if n > 0), float("nan"))
+        lo, hi = self._crossing(0.1), self._crossing(0.9)
+        steady = 0.8 * self.payload / MIB / (hi - lo) if hi > lo else float("nan")
+        return first, steady
+
+    def _crossing(self, fraction: float) -> float:
+        """When the written bytes crossed ``fraction`` of the payload (linear between samples)."""
+        target = fraction * self.payload
+        prev_t, prev_n = 0.0, 0
+        for t, n in self.samples:
+            if n >= target:
+                if n == prev_n:
+                    return t
+                return prev_t + (t - prev_t) * (target - prev_n) / (n - prev_n)
+            prev_t, prev_n = t, n
+        return float("nan")
+
+
 def run_ccbt(
     torrent: Path,
     save: Path,
@@ -240,11 +320,13 @@ def run_ccbt(
             spy = _start_py_spy(leecher.proc.pid, profile)
         sampler.mark_start()
         t0 = now()
+        progress = DiskProgress(save, payload, t0)
         leecher.send("go")
         done = leecher.read_event("done")
         seconds = now() - t0
         sampler.sample()
         stats = sampler.stop()
+        first_byte, steady = progress.stop()
         if done["wanted_done"] != payload or done["state"] != "seeding":
             raise RuntimeError(f"ccbt did not complete: {done}")
     finally:
@@ -252,7 +334,7 @@ def run_ccbt(
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         leecher.stop()
-    return RunResult(CCBT if code is None else BASE, seconds, payload, stats)
+    return RunResult(CCBT if code is None else BASE, seconds, payload, stats, first_byte, steady)
 
 
 def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -288,16 +370,18 @@ def run_libtorrent(
         sampler = ProcSampler(leecher.pid).start()
         sampler.mark_start()
         t0 = now()
+        progress = DiskProgress(save, payload, t0)
         leecher.connect("127.0.0.1", seeder_port)
         final = leecher.wait_finished(timeout)
         seconds = now() - t0
         sampler.sample()
         stats = sampler.stop()
+        first_byte, steady = progress.stop()
         if final.get("total_done") != payload:
             raise RuntimeError(f"libtorrent did not complete: {final}")
     finally:
         leecher.stop()
-    return RunResult(LT, seconds, payload, stats)
+    return RunResult(LT, seconds, payload, stats, first_byte, steady)
 
 
 def make_source(root: Path, size: int, files: int, refpeers: Any) -> Path:
@@ -312,12 +396,14 @@ def make_source(root: Path, size: int, files: int, refpeers: Any) -> Path:
     return folder
 
 
-def _print_run(r: RunResult, run: int) -> None:
+def _print_run(r: RunResult, run: int, seeder_cpu: float) -> None:
     s = r.proc
     print(
-        f"run {run + 1} {r.contender:<10} {r.mib_s:8.1f} MiB/s  {r.seconds:6.2f} s  "
+        f"{run_label(run)} {r.contender:<10} {r.mib_s:8.1f} MiB/s  {r.seconds:6.2f} s  "
+        f"(first byte {r.first_byte:4.2f} s, 10-90% {r.steady_mib_s:6.1f} MiB/s)  "
         f"cpu {s.cpu:6.2f} s (sys {s.sys_cpu:5.2f})  VmHWM {s.vm_hwm_kib / 1024:7.1f} MiB  "
-        f"RssAnon {s.rss_anon_peak_kib / 1024:7.1f} MiB",
+        f"RssAnon {s.rss_anon_peak_kib / 1024:7.1f} MiB  faults {s.minor_faults:7d}  "
+        f"seeder cpu {seeder_cpu:5.2f} s",
         flush=True,
     )
 
@@ -337,25 +423,28 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             f"{made.piece_size // 1024} KiB pieces, {args.runs} run(s)",
             flush=True,
         )
+        print(page_reporting_state(), flush=True)
         # not seed_mode: that hashes each piece on its first upload, which would slow down
         # whichever leecher comes first. A full check at start-up costs a few seconds once.
         seeder = refpeers.LibtorrentPeer(
             made.path, made.save_path, seed=True, fast=True, tcp_only=True
         )
         with seeder:
-            for run in range(args.runs):
+            for run in range(-args.warmup, args.runs):
                 # rotate the order: whoever runs first in a round tends to be slower
                 k = run % len(contenders)
                 for contender in contenders[k:] + contenders[:k]:
                     save = root / f"dl-{contender}"
                     shutil.rmtree(save, ignore_errors=True)
                     save.mkdir()
+                    settle()
+                    seeder_cpu0 = cpu_seconds(seeder.pid)
                     if contender == LT:
                         r = run_libtorrent(
                             refpeers, made.path, save, seeder.port, made.total_size, args.timeout
                         )
                     elif contender == CCBT:
-                        profile = args.profile if run == 0 else None
+                        profile = args.profile if run == -args.warmup else None
                         r = run_ccbt(
                             made.path,
                             save,
@@ -377,13 +466,20 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                             args.baseline,
                             args.loop,
                         )
+                    seeder_cpu = cpu_seconds(seeder.pid) - seeder_cpu0
                     shutil.rmtree(save, ignore_errors=True)
-                    _print_run(r, run)
+                    _print_run(r, run, seeder_cpu)
+                    if run < 0:
+                        continue  # a warm-up round: printed, not counted
                     m = results[contender]
                     for key, value in (
                         ("MiB/s", r.mib_s),
+                        ("10-90% MiB/s", r.steady_mib_s),
+                        ("first byte s", r.first_byte),
                         ("CPU s", r.proc.cpu),
                         ("sys CPU s", r.proc.sys_cpu),
+                        ("minor faults", float(r.proc.minor_faults)),
+                        ("seeder CPU s", seeder_cpu),
                         ("peak VmHWM MiB", r.proc.vm_hwm_kib / 1024),
                         ("peak RssAnon MiB", r.proc.rss_anon_peak_kib / 1024),
                         ("wall s", r.seconds),
@@ -400,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=parse_size, default=parse_size("1G"), help="payload size")
     p.add_argument("--pieces", type=parse_size, default=MIB, help="piece size (power of two)")
     p.add_argument("--files", type=int, default=1, help="number of files (1 = a single file)")
-    p.add_argument("--runs", type=int, default=3)
+    add_run_arguments(p)
     p.add_argument("--dir", help="work folder, kept and reused (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per download")
     p.add_argument(
@@ -431,9 +527,13 @@ def main(argv: list[str] | None = None) -> int:
         ratio_table(
             [
                 ("MiB/s", fmt1),
+                ("10-90% MiB/s", fmt1),
+                ("first byte s", fmt2),
                 ("wall s", fmt2),
                 ("CPU s", fmt2),
                 ("sys CPU s", fmt2),
+                ("minor faults", "{:.0f}".format),
+                ("seeder CPU s", fmt2),
                 ("peak VmHWM MiB", fmt1),
                 ("peak RssAnon MiB", fmt1),
             ],

@@ -5,7 +5,9 @@ What is measured is the SEEDER. Each run starts, in turn, a ccbt seeder (this fi
 high-throughput preset); both check the same payload from the page cache and then serve it to a
 fresh libtorrent leecher (TCP only, the same high-throughput preset, so it asks for more than any
 seeder can give: the seeder is what limits the transfer). The order alternates between runs so
-drifting background load hits both alike; medians are reported.
+drifting background load hits both alike; one uncounted warm-up round comes first, then medians
+are reported. Before each run the harness waits a few seconds after deleting the last download
+(``_common.settle``: both leechers then write into memory in the same state).
 
 Per seeder and run:
 
@@ -51,10 +53,14 @@ from _common import (  # benchmarks are scripts, not a package: found via sys.pa
     MIB,
     ProcSampler,
     ProcStats,
+    add_run_arguments,
     load_refpeers,
     now,
+    page_reporting_state,
     parse_size,
     ratio_table,
+    run_label,
+    settle,
     warm_page_cache,
     write_random_file,
 )
@@ -289,7 +295,7 @@ def make_source(root: Path, size: int, files: int, refpeers: Any) -> Path:
 def _print_run(r: RunResult, run: int) -> None:
     s = r.proc
     print(
-        f"run {run + 1} {r.contender:<10} {r.mib_s:8.1f} MiB/s  {r.seconds:6.2f} s  "
+        f"{run_label(run)} {r.contender:<10} {r.mib_s:8.1f} MiB/s  {r.seconds:6.2f} s  "
         f"cpu {s.cpu:6.2f} s (user {r.user:5.2f} sys {r.sys:5.2f})  "
         f"VmHWM {s.vm_hwm_kib / 1024:7.1f} MiB  "
         f"RssAnon {s.rss_anon_peak_kib / 1024:7.1f} MiB",
@@ -308,6 +314,7 @@ def one_run(
     save = root / f"dl-{contender}"
     shutil.rmtree(save, ignore_errors=True)
     save.mkdir()
+    settle()
     try:
         if contender == LT:
             with refpeers.LibtorrentPeer(
@@ -328,7 +335,7 @@ def one_run(
         ccbt = CcbtSeeder(made.path, made.save_path, root, args.loop)
         try:
             port = ccbt.start()
-            profile = args.profile if run == 0 else None
+            profile = args.profile if run == -args.warmup else None
             return leech_from(
                 refpeers,
                 CCBT,
@@ -363,12 +370,15 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             f"ccbt event loop: {args.loop}",
             flush=True,
         )
+        print(page_reporting_state(), flush=True)
         loads = [load_average()]
-        for run in range(args.runs):
+        for run in range(-args.warmup, args.runs):
             order = [LT, CCBT] if run % 2 == 0 else [CCBT, LT]
             for contender in order:
                 r = one_run(refpeers, contender, made, root, args, run)
                 _print_run(r, run)
+                if run < 0:
+                    continue  # a warm-up round: printed, not counted
                 loads.append(load_average())
                 m = results[contender]
                 for key, value in (
@@ -398,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=parse_size, default=parse_size("1G"), help="payload size")
     p.add_argument("--pieces", type=parse_size, default=MIB, help="piece size (power of two)")
     p.add_argument("--files", type=int, default=1, help="number of files (1 = a single file)")
-    p.add_argument("--runs", type=int, default=3)
+    add_run_arguments(p)
     p.add_argument("--dir", help="work folder, kept and reused (default: a temporary one)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per transfer")
     p.add_argument("--profile", type=Path, help="py-spy the first ccbt seeder into this file")
