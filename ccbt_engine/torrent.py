@@ -849,9 +849,10 @@ class Torrent:
             return
         parts = [wire.encode_have(i) for i in ps.haves]
         ps.haves.clear()
+        requests = ps.requests
         for b in blocks:
-            ps.requests[(b.piece, b.begin)] = (b.length, now)
-            parts.append(wire.encode_request(b.piece, b.begin, b.length))
+            requests[(b.piece, b.begin)] = (b.length, now)
+        parts.append(wire.encode_requests(blocks))
         ps.conn.send(b"".join(parts))
         ps.last_sent = now
         if buckets is not None:

@@ -62,6 +62,7 @@ from ccbt_engine.protocol.wire import (
     encode_port,
     encode_reject,
     encode_request,
+    encode_requests,
     encode_suggest,
     encode_unchoke,
     make_reserved,
@@ -137,6 +138,7 @@ def test_handshake_layout_and_reserved_bits() -> None:
         lambda: encode_have(-1),
         lambda: encode_have(2**32),
         lambda: encode_request(0, 0, 2**32),
+        lambda: encode_requests([(0, 0, 16384), (0, -1, 16384)]),
         lambda: encode_port(65536),
         lambda: encode_extended(256, b""),
         lambda: encode_handshake(b"short", PEER_ID),
@@ -146,6 +148,19 @@ def test_handshake_layout_and_reserved_bits() -> None:
 def test_encoders_reject_out_of_range_arguments(call: object) -> None:
     with pytest.raises(ValueError):
         call()  # type: ignore[operator]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, N - 1), st.integers(0, 2**32 - 1), st.integers(1, BLOCK_SIZE)),
+        max_size=40,
+    )
+)
+def test_encode_requests_equals_single_requests(triples: list[tuple[int, int, int]]) -> None:
+    """The batched encoder the download loop uses gives the same bytes, and they parse back."""
+    data = encode_requests(triples)
+    assert data == b"".join(encode_request(*t) for t in triples)
+    assert parser().feed(data) == [Request(*t) for t in triples]
 
 
 # ---------------------------------------------------------------------------------------------
