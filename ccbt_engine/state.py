@@ -342,9 +342,9 @@ class SessionPersistence:
         #: per torrent: what its last resume file claimed (pieces, partial blocks, priorities);
         #: the same claim needs no new fsync, its data was made durable when first claimed
         self._synced: dict[bytes, tuple[bytes, dict[int, bytes], tuple[int, ...]]] = {}
-        #: per torrent: (downloaded, uploaded, pieces) at its last checkpoint; the timer skips
-        #: torrents where none of it moved (idle seeds cost nothing)
-        self._written: dict[bytes, tuple[int, int, int]] = {}
+        #: per torrent: _activity() at its last checkpoint; the timer skips torrents where none
+        #: of it moved (an idle seed is rewritten once per SEEDING_TIME_STEP of seeding time)
+        self._written: dict[bytes, tuple[int, int, int, int]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -585,7 +585,7 @@ class SessionPersistence:
                 log.error("%s: cannot write resume data: %s", torrent.name, exc)
                 return False
             self._synced[torrent.info_hash] = claim
-            self._written[torrent.info_hash] = _activity(torrent)
+            self._written[torrent.info_hash] = _activity(torrent, data.seeding_seconds)
             log.debug("%s: checkpoint, %d pieces", torrent.name, data.claimed())
             return True
 
@@ -594,7 +594,8 @@ class SessionPersistence:
             await asyncio.sleep(self.core.settings.disk.checkpoint_interval)
             for torrent in list(self.core.torrents.values()):
                 active = torrent.state in ("downloading", "seeding")
-                if active and self._written.get(torrent.info_hash) != _activity(torrent):
+                seeding = self.core.queue.seeding_time(torrent.info_hash)
+                if active and self._written.get(torrent.info_hash) != _activity(torrent, seeding):
                     try:
                         await self.checkpoint(torrent)
                     except Exception:
@@ -672,8 +673,20 @@ def _snapshot_pieces(torrent: Torrent) -> tuple[bytes, dict[int, bytes]]:
     return pieces, partial
 
 
-def _activity(torrent: Torrent) -> tuple[int, int, int]:
-    return torrent.down.total, torrent.up.total, torrent.picker.have.count()
+#: an idle seed's resume data is rewritten once per this many seconds of seeding time, so a
+#: crash loses at most that much of it (``seed_time_limit_min`` counts on from the saved value);
+#: nothing else of an idle seed changes, and rewriting it every interval would be pure churn
+SEEDING_TIME_STEP = 300
+
+
+def _activity(torrent: Torrent, seeding_seconds: float) -> tuple[int, int, int, int]:
+    """What a periodic checkpoint must keep up with; unchanged means nothing to write."""
+    return (
+        torrent.down.total,
+        torrent.up.total,
+        torrent.picker.have.count(),
+        int(seeding_seconds // SEEDING_TIME_STEP),
+    )
 
 
 def _known_peers(torrent: Torrent) -> tuple[tuple[str, int], ...]:

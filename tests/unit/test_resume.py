@@ -584,6 +584,24 @@ async def test_idle_seed_is_not_rewritten_and_same_claim_skips_fsync(
         assert len(synced) == count, "the same claim was fsynced twice"
 
 
+async def test_idle_seed_checkpoints_its_seeding_time_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing but seeding time changes on an idle seed; a crash must not lose more than one
+    ``SEEDING_TIME_STEP`` of it (it used to lose everything since the last transfer)."""
+    monkeypatch.setattr("ccbt_engine.state.SEEDING_TIME_STEP", 1)
+    data, torrent = _payload(tmp_path / "src", {"f.bin": 256 * KIB}, 14)
+    async with _leecher(tmp_path / "state") as session:
+        handle = await _seed(session, torrent, data)
+        resume = tmp_path / "state" / "torrents" / f"{handle.info_hash}.resume"
+        await _until(resume.exists, timeout=5, what="first checkpoint")
+
+        def saved_seconds() -> int:
+            return decode_resume(resume.read_bytes()).seeding_seconds
+
+        await _until(lambda: saved_seconds() >= 2, timeout=10, what="seeding time checkpointed")
+
+
 async def test_statistics_survive_restart_and_seeding_limits_go_on(tmp_path: Path) -> None:
     """Uploaded/downloaded (the ratio), active time and seeding time carry over a restart, as
     in qBittorrent, so ``seed_time_limit_min`` does not count from zero again."""
