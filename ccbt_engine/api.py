@@ -139,6 +139,9 @@ class NetworkStatus:
     uploaded: int
     alt_speed: bool
     mappings: tuple[MappingStatus, ...]
+    #: why no peer connection can be made with the current settings (both transports off, or
+    #: TCP off behind a proxy), None when one can
+    transport_problem: str | None = None
 
 
 class TorrentHandle:
@@ -590,4 +593,5 @@ class Session:
             uploaded=core.up.total,
             alt_speed=core.alt_speed.active,
             mappings=tuple(port_mapping_status(core)),
+            transport_problem=core.settings.network.no_transport_reason(),
         )

@@ -59,6 +59,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: settings whose change can leave no way to reach a peer (NetworkSettings.no_transport_reason)
+_TRANSPORT_KEYS = frozenset({"network.enable_tcp", "network.enable_utp", "network.proxy_type"})
+
 #: Azureus-style peer id prefix: CC = ccBitTorrent, then the version digits
 PEER_ID_PREFIX = b"-CC" + __version__.replace(".", "").ljust(4, "0")[:4].encode() + b"-"
 
@@ -146,6 +149,7 @@ class SessionCore:
         self.started = True
         await self.metrics.start()  # serves only when observability.enable_metrics
         log.info("listening for peers on port %d", self.listen_port)
+        self._warn_if_no_transport()
         self.queue.start()
         if self.persistence is not None:
             await self.persistence.start()  # restores the saved torrents
@@ -316,11 +320,19 @@ class SessionCore:
             ev.TorrentRemoved(info_hash=torrent.info_hash_hex, with_data=delete_files)
         )
 
+    def _warn_if_no_transport(self) -> None:
+        """Settings that allow no peer connection are legal key by key: say so in the log."""
+        reason = self.settings.network.no_transport_reason()
+        if reason is not None:
+            log.warning("no peers can be reached: %s", reason)
+
     async def apply_settings(self, new: Settings) -> dict[str, tuple[object, object]]:
         """Switch to ``new`` settings live; most are read where used, these need a nudge."""
         changes = self.settings.diff(new)
         self.settings = new
         keys = set(changes)
+        if self.started and keys & _TRANSPORT_KEYS:
+            self._warn_if_no_transport()
         if keys & {"limits.global_down_kib", "limits.global_up_kib"}:
             self.set_global_limits(
                 new.limits.global_down_kib * 1024, new.limits.global_up_kib * 1024

@@ -191,7 +191,7 @@ def set_(key: str, value: str | None, local: bool) -> None:
     path = _target(local)
     set_value_in_file(path, key, value)
     click.echo(f"{key} = {format_value(_value_in(path, key))} written to {path}")
-    _note_if_shadowed(key, local)
+    _notes_after_set(key, local)
 
 
 @config.command("reset")
@@ -225,13 +225,17 @@ def _value_in(path: Path, key: str) -> Any:
     return get_value(build_settings(read_file_layer(path, "config file")), key)
 
 
-def _note_if_shadowed(key: str, local: bool) -> None:
-    """Tell the user when a higher layer still wins, so `set` never silently does nothing."""
+def _notes_after_set(key: str, local: bool) -> None:
+    """Tell the user when a higher layer still wins, so `set` never silently does nothing, and
+    when the settings as a whole now allow no peer connection (each key alone is valid)."""
     try:
         settings, sources = _load()
     except ConfigError as exc:
         click.echo(f"warning: the settings do not load as a whole: {exc}", err=True)
         return
+    reason = settings.network.no_transport_reason()
+    if reason is not None:
+        click.echo(f"warning: {reason}", err=True)
     source = sources.get(key, "")
     shadowed_by_env = source.startswith("environment")
     shadowed_by_local = not local and source.startswith("local config file")

@@ -172,6 +172,21 @@ class NetworkSettings(_Section):
         " NAT-PMP) instead of letting it go direct.",
     )
 
+    def no_transport_reason(self) -> str | None:
+        """Why no peer connection can be made with these settings, or None when one can.
+
+        Not a validation error: each key is valid alone, and the desktop app's tolerant loader
+        applies keys one by one; instead the status bar, the log and ``ccbt config set`` say it.
+        """
+        if not self.enable_tcp and not self.enable_utp:
+            return (
+                "no peer transport is enabled: network.enable_tcp and network.enable_utp are"
+                " both false; turn one of them on"
+            )
+        if not self.enable_tcp and self.proxy_type != "none":
+            return "network.enable_tcp is false but a proxy carries only TCP: no outgoing peers"
+        return None
+
 
 class DiskSettings(_Section):
     """Where data goes and how it is written, cached and checked."""

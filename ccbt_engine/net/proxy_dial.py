@@ -45,7 +45,6 @@ __all__ = [
     "ProxyConfig",
     "apply_proxy_settings",
     "dial_peer",
-    "no_transport_reason",
     "open_tracker_session",
     "open_tunnel",
     "proxy_config",
@@ -187,18 +186,6 @@ def _report_target(factory: Callable[[], P], host: str, port: int) -> Callable[[
         return proto
 
     return make
-
-
-def no_transport_reason(net: NetworkSettings) -> str | None:
-    """Why no peer connection can be made with these settings, or None when one can."""
-    if not net.enable_tcp and not net.enable_utp:
-        return (
-            "no peer transport is enabled: network.enable_tcp and network.enable_utp are both"
-            " false; turn one of them on"
-        )
-    if not net.enable_tcp and net.proxy_type != "none":
-        return "network.enable_tcp is false but a proxy carries only TCP: no outgoing peers"
-    return None
 
 
 async def dial_peer(

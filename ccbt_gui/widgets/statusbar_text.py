@@ -19,7 +19,7 @@ class Connection(StrEnum):
     CONNECTED = "connected"
     #: listening, but no incoming connection yet: a NAT or firewall may be in the way
     FIREWALLED = "firewalled"
-    #: not listening (the engine is not running)
+    #: not listening (the engine is not running), or no peer connection can be made at all
     DISCONNECTED = "disconnected"
 
 
@@ -35,7 +35,7 @@ _METHODS = {"natpmp": "NAT-PMP", "upnp": "UPnP"}
 def connection_state(ns: NetworkStatus | None) -> Connection:
     """As qBittorrent decides it: reachability is proven only by an incoming connection, so
     a port mapping that succeeded still reads "firewalled" until a peer actually gets in."""
-    if ns is None or ns.listen_port <= 0:
+    if ns is None or ns.listen_port <= 0 or ns.transport_problem:
         return Connection.DISCONNECTED
     return Connection.CONNECTED if ns.incoming_seen else Connection.FIREWALLED
 
@@ -58,6 +58,8 @@ def connection_tooltip(ns: NetworkStatus | None) -> str:
     title = f"Connection status: {CONNECTION_LABELS[state]}"
     if ns is None:
         return f"{title}\nThe engine is not running."
+    if ns.transport_problem:
+        return f"{title}\n{ns.transport_problem[0].upper()}{ns.transport_problem[1:]}."
     if state is Connection.DISCONNECTED:
         return f"{title}\nNot listening for peers."
     lines = [

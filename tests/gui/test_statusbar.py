@@ -77,6 +77,16 @@ def test_connection_state_follows_qbittorrent() -> None:
     assert connection_state(_net(incoming_seen=True)) is Connection.CONNECTED
 
 
+def test_settings_that_reach_no_peer_read_disconnected_with_the_reason() -> None:
+    reason = "no peer transport is enabled: network.enable_tcp and network.enable_utp are off"
+    ns = _net(incoming_seen=True, transport_problem=reason)
+    assert connection_state(ns) is Connection.DISCONNECTED
+    assert connection_tooltip(ns).splitlines() == [
+        "Connection status: Disconnected",
+        "No peer transport is enabled: network.enable_tcp and network.enable_utp are off.",
+    ]
+
+
 def test_tooltip_names_port_address_incoming_and_every_mapping() -> None:
     ns = _net(
         external_ip="203.0.113.7",

@@ -156,6 +156,14 @@ def test_set_warns_when_environment_still_wins() -> None:
     assert "CCBT_NETWORK_LISTEN_PORT" in result.stderr and "7100" in result.stderr
 
 
+def test_set_warns_when_no_peer_transport_is_left(user: Path) -> None:
+    assert run("set", "network.enable_utp", "false").stderr == ""
+    result = run("set", "network.enable_tcp", "false")
+    assert result.exit_code == 0  # each key is valid alone: written, with a warning
+    assert "warning: no peer transport is enabled" in result.stderr
+    assert run("get", "network.enable_tcp").stdout == "false\n"
+
+
 # -- errors: exit 2, one clear line, no traceback -------------------------------------------------
 
 

@@ -40,6 +40,22 @@ async def test_a_fresh_session_listens_but_has_seen_nothing_yet() -> None:
     assert session.network_status().listen_port == 0
 
 
+async def test_settings_that_reach_no_peer_are_reported_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session = Session(loopback_settings(), listen_port=0)
+    async with session:
+        assert session.network_status().transport_problem is None
+        off = loopback_settings(network={"enable_tcp": False, "enable_utp": False})
+        with caplog.at_level("WARNING", logger="ccbt_engine.session"):
+            await session.apply_settings(off)
+        problem = session.network_status().transport_problem
+        assert problem is not None and "enable_tcp and network.enable_utp" in problem
+        assert any("no peers can be reached" in r.getMessage() for r in caplog.records)
+        await session.apply_settings(loopback_settings())
+        assert session.network_status().transport_problem is None
+
+
 async def test_incoming_is_seen_by_the_seeder_only_and_totals_count(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -31,7 +31,6 @@ from ccbt_engine.net.proxy import (
 from ccbt_engine.net.proxy_dial import (
     ProxyConfig,
     dial_peer,
-    no_transport_reason,
     open_tunnel,
     proxy_config,
     tracker_http_session,
@@ -150,7 +149,7 @@ def test_udp_block_needs_a_proxy_and_force() -> None:
     reason = udp_block_reason(proxied("http", 1, proxy_force=True).network)
     assert reason is not None and "proxy_force" in reason
     assert "proxy carries only TCP" in (
-        no_transport_reason(proxied("socks5", 1, enable_tcp=False, enable_utp=True).network) or ""
+        proxied("socks5", 1, enable_tcp=False, enable_utp=True).network.no_transport_reason() or ""
     )
 
 
