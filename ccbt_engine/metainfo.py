@@ -85,6 +85,10 @@ class FileEntry:
     #: BEP 47 ``symlink path`` (sanitised), when ``"l" in attr``
     symlink_path: tuple[str, ...] | None = None
     mtime: int | None = None
+    #: the path as the torrent spells it (decoded, neither sanitised nor made unique), name
+    #: folder included like ``path``: what a web seed serves (BEP 19); None for pad files.
+    #: Not part of equality: two entries are the same file when they land in the same place.
+    url_path: tuple[str, ...] | None = field(default=None, compare=False)
 
     @property
     def is_pad(self) -> bool:
@@ -257,6 +261,8 @@ class _RawFile:
     symlink_rel: tuple[str, ...] | None = None
     mtime: int | None = None
     pieces_root: bytes | None = None
+    #: ``rel`` as the torrent spells it, before sanitising (for web seed URLs)
+    raw_rel: tuple[str, ...] | None = None
 
     @property
     def is_pad(self) -> bool:
@@ -287,9 +293,10 @@ def _build_info(
         raise MetainfoError("info dict has no name")
     # a name that sanitises to nothing ("..", "") still needs a folder: use the infohash
     fallback = (hash_v1 or hash_v2 or b"").hex()[:40]
-    name = sanitize_component(_decode(raw_name)) or fallback
+    url_name = _decode(raw_name)
+    name = sanitize_component(url_name) or fallback
 
-    v1: tuple[list[_RawFile], bool] | None = _v1_files(info, name) if has_v1 else None
+    v1: tuple[list[_RawFile], bool] | None = _v1_files(info, name, url_name) if has_v1 else None
     v2: tuple[list[_RawFile], bool] | None = None
     if has_v2:
         tree = info.get(b"file tree")
@@ -307,6 +314,7 @@ def _build_info(
         if single:
             # as libtorrent: a v2 tree of one top-level file names the torrent after it
             name = files[0].rel[0]
+            url_name = (files[0].raw_rel or (name,))[0]
         files = _with_v2_pads(files, piece_length)
 
     if single:
@@ -314,7 +322,7 @@ def _build_info(
         # whatever else happens to sit in the save folder
         for f in files:
             f.attr, f.symlink_rel = f.attr.replace("l", ""), None
-    entries, total = _place(files, () if single else (name,))
+    entries, total = _place(files, () if single else (name,), () if single else (url_name,))
     num_pieces = -(-total // piece_length)
     if num_pieces > MAX_PIECES:
         raise MetainfoError(f"torrent has {num_pieces} pieces, more than {MAX_PIECES}")
@@ -354,7 +362,7 @@ def _v1_piece_hashes(
     return tuple(pieces[i : i + _V1_HASH_SIZE] for i in range(0, len(pieces), _V1_HASH_SIZE))
 
 
-def _v1_files(info: dict[bytes, Any], name: str) -> tuple[list[_RawFile], bool]:
+def _v1_files(info: dict[bytes, Any], name: str, url_name: str) -> tuple[list[_RawFile], bool]:
     """The v1 file list and whether it is a single-file torrent."""
     length = info.get(b"length")
     files = info.get(b"files")
@@ -363,7 +371,9 @@ def _v1_files(info: dict[bytes, Any], name: str) -> tuple[list[_RawFile], bool]:
     if files is None:
         if not isinstance(length, int) or length < 0:
             raise MetainfoError(f"invalid single-file length {length!r}")
-        return [_file_record(info, (name,), length)], True
+        single = _file_record(info, (name,), length)
+        single.raw_rel = (url_name,)
+        return [single], True
     if not isinstance(files, list) or not files:
         raise MetainfoError("'files' is not a non-empty list")
     if len(files) > MAX_FILES:
@@ -382,8 +392,10 @@ def _v1_files(info: dict[bytes, Any], name: str) -> tuple[list[_RawFile], bool]:
             raise MetainfoError(f"file #{i} has no valid 'path' list")
         if len(raw_path) > MAX_PATH_DEPTH:
             raise MetainfoError(f"file #{i} path is deeper than {MAX_PATH_DEPTH} components")
-        rel = sanitize_path(_decode(p) for p in raw_path) or ("_",)
-        out.append(_file_record(entry, rel, flen))
+        raw_rel = tuple(_decode(p) for p in raw_path)
+        rec = _file_record(entry, sanitize_path(raw_rel) or ("_",), flen)
+        rec.raw_rel = raw_rel
+        out.append(rec)
     return out, False
 
 
@@ -402,6 +414,7 @@ def _v2_files(tree: dict[bytes, Any], fallback: str) -> tuple[list[_RawFile], bo
     single = len(tree) == 1 and isinstance(first, dict) and b"" in first
     if single:
         out[0].rel = (sanitize_component(_decode(next(iter(tree)))) or fallback,)
+        out[0].raw_rel = (_decode(next(iter(tree))),)
     return out, single
 
 
@@ -430,6 +443,7 @@ def _walk_tree(node: dict[bytes, Any], raw_parts: tuple[str, ...], out: list[_Ra
         if not isinstance(length, int) or length < 0:
             raise MetainfoError(f"file {label!r} has invalid length {length!r}")
         rec = _file_record(leaf, sanitize_path(parts) or ("_",), length)
+        rec.raw_rel = parts
         rec.attr = rec.attr.replace("p", "")  # v2 trees have no pad files: never hide a real one
         if length > 0:
             root = leaf.get(b"pieces root")
@@ -513,8 +527,13 @@ def _with_v2_pads(files: list[_RawFile], piece_length: int) -> list[_RawFile]:
     return out
 
 
-def _place(files: list[_RawFile], prefix: tuple[str, ...]) -> tuple[list[FileEntry], int]:
-    """Give every file its final (unique) path and its offset; check the bounds."""
+def _place(
+    files: list[_RawFile], prefix: tuple[str, ...], url_prefix: tuple[str, ...]
+) -> tuple[list[FileEntry], int]:
+    """Give every file its final (unique) path and its offset; check the bounds.
+
+    ``url_prefix`` is ``prefix`` as the torrent spells it (the unsanitised name folder).
+    """
     if len(files) > MAX_FILES:
         raise MetainfoError(f"torrent has {len(files)} files (pads included), over {MAX_FILES}")
     real_paths = make_unique([(*prefix, *f.rel) for f in files if not f.is_pad])
@@ -532,6 +551,7 @@ def _place(files: list[_RawFile], prefix: tuple[str, ...]) -> tuple[list[FileEnt
                 pieces_root=f.pieces_root,
                 symlink_path=(*prefix, *f.symlink_rel) if f.symlink_rel is not None else None,
                 mtime=f.mtime,
+                url_path=((*url_prefix, *(f.raw_rel or f.rel)) if not f.is_pad else None),
             )
         )
         offset += f.length

@@ -101,14 +101,18 @@ def file_url(base: str, info: TorrentInfo, file_index: int) -> str:
     """The URL of one file on the web seed ``base`` (BEP 19).
 
     Single file: ``base`` itself, or ``base`` + name when ``base`` ends in '/'. Multi-file:
-    ``base`` + '/' (when missing) + name + '/' + path, each component percent-quoted.
+    ``base`` + '/' (when missing) + name + '/' + path, each component percent-quoted. The
+    names are the torrent's own (``FileEntry.url_path``): the server has the files under those,
+    not under what sanitising made of them for our disk (``a?b`` stays ``a%3Fb``, not ``a_b``).
     """
     entry = info.files[file_index]
+    parts = entry.url_path or entry.path
     if is_single_file(info):
-        return base + quote(entry.path[0]) if base.endswith("/") else base
+        return base + quote(parts[0], safe="") if base.endswith("/") else base
     if not base.endswith("/"):
         base += "/"
-    return base + "/".join(quote(part) for part in entry.path)
+    # safe="": a '/' inside one of the torrent's names is part of that name, not a separator
+    return base + "/".join(quote(part, safe="") for part in parts)
 
 
 def plan_ranges(

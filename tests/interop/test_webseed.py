@@ -178,6 +178,30 @@ async def test_web_seed_alone_downloads_everything(
     assert status.downloaded >= made.total_size  # and counts in the torrent's totals
 
 
+async def test_names_sanitising_changes_are_fetched_by_the_torrents_names(
+    ccbt: Session, tmp_path: Path, www: Path, lighttpd_bin: str, server_factory: list[Lighttpd]
+) -> None:
+    """lighttpd has ``odd:name/what?.bin``; ccbt stores ``odd_name/what_.bin`` but must ask for
+    the torrent's name (it used to request the sanitised one and get a 404 for such files)."""
+    payload = tmp_path / "src" / "odd:name"
+    contents = {"what?.bin": os.urandom(300_000), "dir*/CON": os.urandom(200_000)}
+    for rel, data in contents.items():
+        (payload / rel).parent.mkdir(parents=True, exist_ok=True)
+        (payload / rel).write_bytes(data)
+    _mirror(payload, www / "files" / payload.name)
+    server = _start(server_factory, lighttpd_bin, www, tmp_path)
+    made = make_torrent(payload, None, 64 * 1024, tmp_path / "odd.torrent")  # libtorrent's
+    torrent = _with_web_seed(made.path, server.url("files/"))
+    handle = await ccbt.add_torrent(torrent, tmp_path / "dl")
+    status = await handle.wait_finished(timeout=60)
+    assert status.hash_failures == 0
+    saved = tmp_path / "dl" / "odd_name"
+    assert (saved / "what_.bin").read_bytes() == contents["what?.bin"]
+    assert (saved / "dir_" / "CON_").read_bytes() == contents["dir*/CON"]
+    (seed,) = _seeds(handle)
+    assert seed.downloaded >= made.total_size  # all of it over HTTP, none refused
+
+
 async def test_web_seed_and_libtorrent_together(
     ccbt: Session,
     payload_16m: Path,

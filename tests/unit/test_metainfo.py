@@ -133,6 +133,7 @@ def test_v1_single_file() -> None:
     assert info.info_hash == info.info_hash_v1
     assert info.name == "movie.mkv"
     assert info.files == (FileEntry(path=("movie.mkv",), length=50_000, offset=0),)
+    assert info.files[0].url_path == ("movie.mkv",)
     assert info.total_length == 50_000
     assert info.num_pieces == 4
     assert info.piece_size(3) == 50_000 - 3 * PLEN

@@ -145,6 +145,30 @@ def test_urls_are_quoted_per_component(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
+def test_urls_use_the_torrents_names_not_the_sanitised_ones(tmp_path: Path, version: str) -> None:
+    """The server has ``what?.bin``; our disk gets ``what_.bin``; the URL must say the former
+    (it said ``what_.bin`` and got a 404 for every file whose name sanitising changes)."""
+    root = tmp_path / "odd:name"
+    _write(root, {"what?.bin": 40000, "dir*/CON": 30000, "fine.bin": 20000})
+    info = parse_torrent(create_torrent(root, piece_length=PIECE, version=version)).info  # type: ignore[arg-type]
+    real = {"/".join(f.path): f for f in info.files if not f.is_pad}
+    assert set(real) == {"odd_name/what_.bin", "odd_name/dir_/CON_", "odd_name/fine.bin"}
+    urls = {p: file_url("http://h/x/", info, info.files.index(f)) for p, f in real.items()}
+    assert urls == {
+        "odd_name/what_.bin": "http://h/x/odd%3Aname/what%3F.bin",
+        "odd_name/dir_/CON_": "http://h/x/odd%3Aname/dir%2A/CON",
+        "odd_name/fine.bin": "http://h/x/odd%3Aname/fine.bin",
+    }
+    single_root = tmp_path / "single"
+    _write(single_root, {"a<b>.iso": 10000})
+    raw = create_torrent(single_root / "a<b>.iso", piece_length=PIECE, version=version)  # type: ignore[arg-type]
+    one = parse_torrent(raw).info
+    assert one.files[0].path == ("a_b_.iso",)
+    assert file_url("http://h/d/", one, 0) == "http://h/d/a%3Cb%3E.iso"
+    assert file_url("http://h/f.iso", one, 0) == "http://h/f.iso"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
 def test_single_file_url_is_the_url_or_url_plus_name(tmp_path: Path, version: str) -> None:
     info, data = _torrent(tmp_path, version, single=True)
     assert is_single_file(info)
