@@ -305,8 +305,14 @@ class WebSeed:
         try:
             for run in runs(blocks, t.info.piece_length):
                 size = sum(b.length for b in run)
-                await self._pay(size)
-                data = await self._download(run[0].piece, run[0].begin, size)
+                paid = await self._pay(size)
+                received = self.down.total
+                try:
+                    data = await self._download(run[0].piece, run[0].begin, size)
+                except BaseException:
+                    # what never arrived used no bandwidth: give it back to the limits
+                    self._refund(paid, size - (self.down.total - received))
+                    raise
                 at = 0
                 for b in run:
                     pending.pop((b.piece, b.begin), None)
@@ -318,12 +324,22 @@ class WebSeed:
                 for piece, begin in pending:
                     t.picker.abort_request(self, piece, begin)
 
-    async def _pay(self, size: int) -> None:
-        """Prepay ``size`` bytes from the torrent's and session's download buckets."""
+    async def _pay(self, size: int) -> tuple[TokenBucket, ...]:
+        """Prepay ``size`` bytes from the torrent's and session's download buckets; returns the
+        buckets charged (none when no limit applies)."""
         t = self.torrent
         buckets: tuple[TokenBucket, ...] = (t.down_bucket, t.session.down_bucket)
         if TokenBucket.limited_count and not all(b.unlimited for b in buckets):
             await RateLimiter().acquire(size, buckets)
+            return buckets
+        return ()
+
+    @staticmethod
+    def _refund(buckets: tuple[TokenBucket, ...], size: int) -> None:
+        if size > 0 and buckets:
+            now = asyncio.get_running_loop().time()  # the clock RateLimiter charged them on
+            for bucket in buckets:
+                bucket.refund(size, now)
 
     async def _download(self, piece: int, begin: int, size: int) -> bytearray:
         t = self.torrent

@@ -8,6 +8,7 @@ ranges must match its v1 SHA-1 (or, for v2-only, the piece space built here by h
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from ccbt_engine.create import create_torrent
 from ccbt_engine.metainfo import TorrentInfo, parse_torrent
 from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.picker import BlockRequest, PiecePicker
+from ccbt_engine.strategy.ratelimit import TokenBucket
 from ccbt_engine.webseed import (
     MAX_FAILURES,
     HttpRange,
@@ -289,6 +291,31 @@ async def test_a_range_is_fetched_and_metered(seed_at: Callable[[str], WebSeed])
     assert await seed._get(_r(seed, 100, 5000)) == BODY[100:5100]
     assert seed.down.total == 5000
     assert seed.torrent.down.total == 5000 and seed.torrent.session.down.total == 5000
+
+
+async def test_a_failed_fetch_gives_its_prepaid_bytes_back_to_the_limits(
+    seed_at: Callable[[str], WebSeed], tmp_path: Path
+) -> None:
+    """Bytes are paid before the request; a request that fails delivers none of them, so they
+    go back to the torrent's and the session's buckets (they used to be lost, slowing the next
+    fetches and the peers under the same limit)."""
+    info, _ = _torrent(tmp_path, "v1", single=True)
+    seed = seed_at("busy")  # 503 for every request
+    torrent = seed.torrent  # type: ignore[attr-defined]
+    buckets = (TokenBucket(64 * 1024, burst=8 * PIECE), TokenBucket(64 * 1024, burst=8 * PIECE))
+    torrent.down_bucket, torrent.session.down_bucket = buckets
+    torrent.info, torrent.layout = info, PieceLayout(info)
+    torrent.picker = PiecePicker(info.num_pieces, info.piece_length, info.total_length)
+    try:
+        loop = asyncio.get_running_loop()
+        full = [b.available(loop.time()) for b in buckets]
+        with pytest.raises(_RetryAfter):
+            await seed._fetch([BlockRequest(0, 0, PIECE)])
+        after = [b.available(loop.time()) for b in buckets]
+        assert after == pytest.approx(full), "the failed fetch's bytes stayed charged"
+    finally:
+        for b in buckets:
+            b.set_rate(0)  # TokenBucket.limited_count: leave the process unlimited again
 
 
 async def test_503_gives_its_retry_after(seed_at: Callable[[str], WebSeed]) -> None:
