@@ -823,12 +823,7 @@ class PiecePicker:
         limit: int,
         out: list[BlockRequest],
     ) -> None:
-        # per requested block: _request() inlined, and the lookups bound once per piece
         blocks = partial.state
-        requesters = partial.requesters
-        add = state.requests.add
-        bs = self.block_size
-        size = self._size(index)
         block = 0
         taken = 0
         while taken < limit:
@@ -836,10 +831,9 @@ class PiecePicker:
             if block < 0:
                 break
             blocks[block] = _REQUESTED
-            requesters[block] = [peer]
-            add((index, block))
-            begin = block * bs
-            out.append(BlockRequest(index, begin, min(bs, size - begin)))
+            partial.requesters[block] = [peer]
+            state.requests.add((index, block))
+            out.append(self._request(index, block))
             block += 1
             taken += 1
         if taken:
