@@ -314,7 +314,6 @@ def _build_info(
         if single:
             # as libtorrent: a v2 tree of one top-level file names the torrent after it
             name = files[0].rel[0]
-            url_name = (files[0].raw_rel or (name,))[0]
         files = _with_v2_pads(files, piece_length)
 
     if single:
@@ -371,9 +370,7 @@ def _v1_files(info: dict[bytes, Any], name: str, url_name: str) -> tuple[list[_R
     if files is None:
         if not isinstance(length, int) or length < 0:
             raise MetainfoError(f"invalid single-file length {length!r}")
-        single = _file_record(info, (name,), length)
-        single.raw_rel = (url_name,)
-        return [single], True
+        return [_file_record(info, (name,), length, (url_name,))], True
     if not isinstance(files, list) or not files:
         raise MetainfoError("'files' is not a non-empty list")
     if len(files) > MAX_FILES:
@@ -393,9 +390,7 @@ def _v1_files(info: dict[bytes, Any], name: str, url_name: str) -> tuple[list[_R
         if len(raw_path) > MAX_PATH_DEPTH:
             raise MetainfoError(f"file #{i} path is deeper than {MAX_PATH_DEPTH} components")
         raw_rel = tuple(_decode(p) for p in raw_path)
-        rec = _file_record(entry, sanitize_path(raw_rel) or ("_",), flen)
-        rec.raw_rel = raw_rel
-        out.append(rec)
+        out.append(_file_record(entry, sanitize_path(raw_rel) or ("_",), flen, raw_rel))
     return out, False
 
 
@@ -414,7 +409,6 @@ def _v2_files(tree: dict[bytes, Any], fallback: str) -> tuple[list[_RawFile], bo
     single = len(tree) == 1 and isinstance(first, dict) and b"" in first
     if single:
         out[0].rel = (sanitize_component(_decode(next(iter(tree)))) or fallback,)
-        out[0].raw_rel = (_decode(next(iter(tree))),)
     return out, single
 
 
@@ -442,8 +436,7 @@ def _walk_tree(node: dict[bytes, Any], raw_parts: tuple[str, ...], out: list[_Ra
         length = leaf.get(b"length")
         if not isinstance(length, int) or length < 0:
             raise MetainfoError(f"file {label!r} has invalid length {length!r}")
-        rec = _file_record(leaf, sanitize_path(parts) or ("_",), length)
-        rec.raw_rel = parts
+        rec = _file_record(leaf, sanitize_path(parts) or ("_",), length, parts)
         rec.attr = rec.attr.replace("p", "")  # v2 trees have no pad files: never hide a real one
         if length > 0:
             root = leaf.get(b"pieces root")
@@ -453,15 +446,22 @@ def _walk_tree(node: dict[bytes, Any], raw_parts: tuple[str, ...], out: list[_Ra
         out.append(rec)
 
 
-def _file_record(d: dict[bytes, Any], rel: tuple[str, ...], length: int) -> _RawFile:
-    """A file's BEP 47 attributes, mtime and (checked) symlink target."""
+def _file_record(
+    d: dict[bytes, Any], rel: tuple[str, ...], length: int, raw_rel: tuple[str, ...]
+) -> _RawFile:
+    """A file's BEP 47 attributes, mtime and (checked) symlink target; ``rel`` is ``raw_rel``
+    (its path as the torrent spells it) sanitised."""
     raw_attr = d.get(b"attr")
     attr = ""
     if isinstance(raw_attr, bytes):
         attr = "".join(c for c in _ATTR_CHARS if c.encode() in raw_attr)
     mtime = d.get(b"mtime")
     rec = _RawFile(
-        rel=rel, length=length, attr=attr, mtime=mtime if isinstance(mtime, int) else None
+        rel=rel,
+        length=length,
+        attr=attr,
+        mtime=mtime if isinstance(mtime, int) else None,
+        raw_rel=raw_rel,
     )
     if "l" in attr:
         target = _symlink_target(d.get(b"symlink path"))
