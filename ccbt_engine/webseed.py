@@ -311,7 +311,7 @@ class WebSeed:
                     data = await self._download(run[0].piece, run[0].begin, size)
                 except BaseException:
                     # what never arrived used no bandwidth: give it back to the limits
-                    self._refund(paid, size - (self.down.total - received))
+                    RateLimiter().refund(size - (self.down.total - received), paid)
                     raise
                 at = 0
                 for b in run:
@@ -333,13 +333,6 @@ class WebSeed:
             await RateLimiter().acquire(size, buckets)
             return buckets
         return ()
-
-    @staticmethod
-    def _refund(buckets: tuple[TokenBucket, ...], size: int) -> None:
-        if size > 0 and buckets:
-            now = asyncio.get_running_loop().time()  # the clock RateLimiter charged them on
-            for bucket in buckets:
-                bucket.refund(size, now)
 
     async def _download(self, piece: int, begin: int, size: int) -> bytearray:
         t = self.torrent

@@ -129,6 +129,14 @@ class RateLimiter:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def refund(self, n: int, buckets: Sequence[TokenBucket]) -> None:
+        """Give back ``n`` bytes :meth:`acquire` charged for a transfer that did not happen."""
+        if n <= 0 or not buckets:
+            return
+        now = asyncio.get_running_loop().time()  # the clock acquire charged them on
+        for bucket in buckets:
+            bucket.refund(n, now)
+
 
 class DownloadBudget:
     """One connection's download pacing: request blocks only as fast as the buckets refill.
