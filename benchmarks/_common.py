@@ -99,9 +99,9 @@ def settle(seconds: float = SETTLE_S) -> None:
     fill, while reported memory faults into the host on first touch: on our 2-core VMs filling
     a GiB of page cache took 0.18 s of system time when warm and 1.4-1.9 s when reported, which
     alone moves a leecher between ~550 and ~300 MiB/s. The reporting thread gets to freed pages
-    within about a second, so without this pause whichever leecher started fastest after the
-    delete (libtorrent's) ran on warm memory and the other on cold. After the pause both start
-    from the same state. On hardware without free page reporting the pause changes nothing.
+    within about a second, so without this pause a leecher ran on warm or cold memory depending
+    on how soon after the delete it started writing. After the pause both start from the same
+    state. On hardware without free page reporting the pause changes nothing.
     """
     time.sleep(seconds)
 
