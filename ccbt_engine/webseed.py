@@ -387,7 +387,7 @@ class WebSeed:
         t.down.add(size, now)
         t.session.down.add(size, now)
 
-    # -- the torrent's block path (as Torrent._on_piece for a peer's block) -------------
+    # -- the torrent's block path (as Torrent._on_blocks for a peer's blocks) -------------
     def _deliver(self, b: BlockRequest, data: memoryview) -> None:
         t = self.torrent
         accepted = t.picker.accept_block(self, b.piece, b.begin)

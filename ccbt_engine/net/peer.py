@@ -58,6 +58,10 @@ class PeerHandler(Protocol):
 #: straight from the receive buffer (``block`` is valid only during the call: copy it)
 PieceSink = Callable[["PeerConnection", int, int, memoryview], None]
 
+#: ``on_peer_pieces(conn, blocks)``: an optional PeerHandler method taking a run of PIECE
+#: messages at once, as (index, begin, block) with the blocks valid only during the call
+PiecesSink = Callable[["PeerConnection", list[tuple[int, int, memoryview]]], None]
+
 #: ``on_peer_requests(conn, requests)``: an optional PeerHandler method taking a run of REQUEST
 #: messages at once, as validated (index, begin, length) tuples
 RequestsSink = Callable[["PeerConnection", list[tuple[int, int, int]]], None]
@@ -153,6 +157,8 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         self.parser = WireParser(expect_handshake=True, recv_buffer_max=HANDSHAKE_BUFFER)
         #: the handler's ``on_peer_piece``, when it takes blocks without a ``wire.Piece`` each
         self._piece_sink: PieceSink | None = None
+        #: the handler's ``on_peer_pieces``, when it takes runs of blocks at once
+        self._pieces_sink: PiecesSink | None = None
         #: the handler's ``on_peer_requests``, when it takes runs of requests at once
         self._requests_sink: RequestsSink | None = None
         self._scratch: memoryview | None = None
@@ -288,6 +294,17 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             self.close(f"protocol error: {exc}")
         return self.closed
 
+    def on_pieces(self, blocks: list[tuple[int, int, memoryview]]) -> bool:
+        """A run of PIECE messages (see :class:`wire.WireSink`), to the handler in one call."""
+        sink = self._pieces_sink
+        if sink is None:
+            return any(self.on_piece(index, begin, block) for index, begin, block in blocks)
+        try:
+            sink(self, blocks)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+        return self.closed
+
     def on_requests(self, requests: list[tuple[int, int, int]]) -> bool:
         """A run of REQUEST messages (see :class:`wire.WireSink`), to the handler in one call."""
         sink = self._requests_sink
@@ -357,6 +374,7 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             return False
         self.handler = handler
         self._piece_sink = getattr(handler, "on_peer_piece", None)
+        self._pieces_sink = getattr(handler, "on_peer_pieces", None)
         self._requests_sink = getattr(handler, "on_peer_requests", None)
         self.parser.recv_buffer_max = wire.RECV_BUFFER_MAX  # a peer now: read in large gulps
         if not self.handshake_done.done():

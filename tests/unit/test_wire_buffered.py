@@ -96,6 +96,22 @@ class Sink:
         return self._stop()
 
 
+class RunSink(Sink):
+    """Takes runs of consecutive PIECE messages in one call (``on_pieces``), as the torrent does."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__(stop_after)
+        self.runs: list[int] = []
+
+    def on_pieces(self, blocks: list[tuple[int, int, memoryview]]) -> bool:
+        self.runs.append(len(blocks))
+        for index, begin, block in blocks:
+            assert isinstance(block, memoryview)
+            self.views.append(block)
+            self.got.append(Piece(index, begin, bytes(block)))
+        return self._stop()
+
+
 def pour(p: WireParser, sink: Sink, data: bytes) -> None:
     """Read ``data`` the way a BufferedProtocol transport does: into the lent views."""
     off = 0
@@ -152,6 +168,48 @@ def test_block_views_point_into_the_receive_buffer_while_the_sink_runs() -> None
     pour(p, sink, encode_piece(3, 0, block) + encode_have(1))
     assert sink.got == [Piece(3, 0, block), Have(1)]
     assert sink.views[0].obj is not block  # a view of the parser's buffer, not a copy
+
+
+def test_a_run_of_pieces_is_one_call_in_order_with_other_messages() -> None:
+    blocks = [Piece(2, i * 1000, bytes([i]) * 1000) for i in range(12)]
+    events: list[Event] = [*blocks[:5], Have(1), *blocks[5:], Unchoke(), Piece(3, 0, b"x")]
+    p, sink = WireParser(expect_handshake=False, num_pieces=N), RunSink()
+    pour(p, sink, b"".join(encode_event(e) for e in events))
+    assert sink.got == events
+    assert sink.runs == [5, 7, 1]
+    assert all(isinstance(v.obj, bytearray) for v in sink.views)  # views of its buffer
+
+
+def test_an_invalid_piece_ends_the_run_and_fails_like_a_lone_one() -> None:
+    good = encode_piece(1, 0, b"a" * 100) + encode_piece(1, 100, b"b" * 100)
+    for bad in (
+        encode_piece(N, 0, b"c"),  # index out of range
+        struct.pack(">IB", 9, 7) + struct.pack(">II", 1, 0)[:4],  # too short for a PIECE
+        struct.pack(">IBII", 9 + 16384 * 8 + 1, 7, 1, 0),  # longer than any block
+    ):
+        p, sink = WireParser(expect_handshake=False, num_pieces=N), RunSink()
+        data = good + bad + encode_piece(1, 200, b"d")
+        view = p.get_buffer()
+        view[: len(data)] = data
+        with pytest.raises(ProtocolError):
+            p.buffer_updated(len(data), sink)
+        assert sink.runs == [2]  # the valid blocks before it were delivered, nothing after
+        with pytest.raises(ProtocolError):
+            WireParser(expect_handshake=False, num_pieces=N).feed(bad + bytes(20000))
+
+
+def test_a_run_waits_for_an_incomplete_piece_and_a_stop_keeps_the_rest() -> None:
+    data = encode_piece(4, 0, b"e" * 500) * 3
+    p, sink = WireParser(expect_handshake=False, num_pieces=N), RunSink()
+    pour(p, sink, data[:-10])  # the third block is not complete yet
+    assert sink.runs == [2] and p.buffered == len(data) // 3 - 10
+    pour(p, sink, data[-10:])
+    assert sink.runs == [2, 1]
+    q, stopper = WireParser(expect_handshake=False, num_pieces=N), RunSink(stop_after=1)
+    view = q.get_buffer()
+    view[: len(data) + 9] = data + encode_have(5)
+    assert q.buffer_updated(len(data) + 9, stopper) is True
+    assert stopper.runs == [3] and q.buffered == 9  # the HAVE waits for the next call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,13 +375,13 @@ def test_valid_streams_round_trip_through_any_reads(
     events: list[Event], cuts: list[int], recv_max: int
 ) -> None:
     stream = b"".join(encode_event(e) for e in events)
-    p = WireParser(expect_handshake=False, num_pieces=N, recv_buffer_max=recv_max)
-    p.fast = True
-    sink = Sink()
-    for part in chunks(stream, cuts):
-        pour(p, sink, part)
-    assert sink.got == events
-    assert p.buffered == 0
+    for sink in (Sink(), RunSink()):
+        p = WireParser(expect_handshake=False, num_pieces=N, recv_buffer_max=recv_max)
+        p.fast = True
+        for part in chunks(stream, cuts):
+            pour(p, sink, part)
+        assert sink.got == events
+        assert p.buffered == 0
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -336,11 +394,14 @@ def test_valid_streams_round_trip_through_any_reads(
 def test_arbitrary_reads_raise_only_protocol_error(
     data: bytes, handshake: bool, num_pieces: int | None, cuts: list[int]
 ) -> None:
-    p = WireParser(expect_handshake=handshake, num_pieces=num_pieces, recv_buffer_max=64)
-    sink = Sink()
-    with contextlib.suppress(ProtocolError):
-        for part in chunks(data, cuts):
-            pour(p, sink, part)
+    delivered = []
+    for sink in (Sink(), RunSink()):
+        p = WireParser(expect_handshake=handshake, num_pieces=num_pieces, recv_buffer_max=64)
+        with contextlib.suppress(ProtocolError):
+            for part in chunks(data, cuts):
+                pour(p, sink, part)
+        delivered.append(sink.got)
+    assert delivered[0] == delivered[1]  # runs or not: the same messages before any error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,16 +432,25 @@ class FakeTransport(asyncio.Transport):
 
 
 class Handler:
-    """A torrent stand-in; ``pieces`` toggles the ``on_peer_piece`` fast path."""
+    """A torrent stand-in; ``pieces`` toggles the ``on_peer_piece`` fast path, ``runs`` the
+    ``on_peer_pieces`` one."""
 
-    def __init__(self, pieces: bool) -> None:
+    def __init__(self, pieces: bool, runs: bool = False) -> None:
         self.events: list[Event] = []
         self.batches = 0
         if pieces:
             self.on_peer_piece = self._piece
+        if runs:
+            self.on_peer_pieces = self._pieces
 
     def _piece(self, conn: PeerConnection, index: int, begin: int, block: memoryview) -> None:
         self.events.append(Piece(index, begin, bytes(block)))
+
+    def _pieces(self, conn: PeerConnection, blocks: list[tuple[int, int, memoryview]]) -> None:
+        for index, begin, block in blocks:
+            if index == 98:
+                raise ProtocolError("piece 98 is not ours")
+            self._piece(conn, index, begin, block)
 
     def on_peer_connected(self, conn: PeerConnection) -> str | None:
         return None
@@ -416,12 +486,12 @@ PEER_STREAM_EVENTS = STREAM_EVENTS[1:]
 PEER_STREAM = encode_handshake(INFO_HASH, PEER_ID) + STREAM[HANDSHAKE_LEN:]
 
 
-@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("fast_path", ["runs", True, False])
 @pytest.mark.parametrize("mode", ["buffered", "data_received"])
 async def test_connection_delivers_the_same_over_both_read_paths(
-    mode: str, fast_path: bool
+    mode: str, fast_path: bool | str
 ) -> None:
-    handler = Handler(pieces=fast_path)
+    handler = Handler(pieces=bool(fast_path), runs=fast_path == "runs")
     conn = PeerConnection(
         peer_id=OUR_ID, lookup=lambda ih: (handler, ih, N), outgoing_info_hash=INFO_HASH
     )
@@ -455,3 +525,21 @@ async def test_connection_closes_on_a_handler_protocol_error(mode: str) -> None:
     assert conn.closed and transport.closed
     assert "protocol error" in conn.close_reason
     assert handler.events == []  # the have after the bad one never reached the handler
+
+
+@pytest.mark.parametrize("mode", ["buffered", "data_received"])
+async def test_connection_closes_when_the_handler_rejects_a_run(mode: str) -> None:
+    handler = Handler(pieces=True, runs=True)
+    conn = PeerConnection(
+        peer_id=OUR_ID, lookup=lambda ih: (handler, ih, N), outgoing_info_hash=INFO_HASH
+    )
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    data = encode_handshake(INFO_HASH, PEER_ID) + encode_piece(98, 0, b"x") + encode_have(1)
+    if mode == "buffered":
+        _read_into(conn, data)
+    else:
+        conn.data_received(data)
+    assert conn.closed and transport.closed
+    assert "piece 98" in conn.close_reason
+    assert handler.events == []
