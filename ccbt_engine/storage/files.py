@@ -2,9 +2,9 @@
 
 Why it looks like this:
 
-* All disk I/O and hashing runs in an executor (``loop.run_in_executor``); the loop only moves
-  bytes between dicts. Positional I/O (``os.pread``/``os.pwritev``) means threads sharing a file
-  descriptor never race on a seek position.
+* All disk I/O and hashing runs on executor threads (results come back through handoff.py);
+  the loop only moves bytes between dicts. Positional I/O (``os.pread``/``os.pwritev``)
+  means threads sharing a file descriptor never race on a seek position.
 * Open descriptors live in a bounded LRU pool (:class:`FilePool`) so a torrent with 100k files
   does not exhaust the process's descriptor limit; a descriptor in use by a thread is never closed
   under it.
@@ -44,6 +44,7 @@ from typing import Literal, TypeVar
 
 from ccbt_engine.metainfo import TorrentInfo
 from ccbt_engine.storage.errors import Operation, StorageError
+from ccbt_engine.storage.handoff import Handoff, fallback_executor
 from ccbt_engine.storage.hashing import verify_piece
 from ccbt_engine.storage.layout import MAX_PRIORITY, PieceLayout
 from ccbt_engine.storage.readcache import CHUNK, ChunkKey, ReadCache, chunk_span
@@ -484,7 +485,10 @@ class TorrentStorage:
         self.file_pool = FilePool(max_open_files)
         #: file index -> lock held around its writes (see _pwritev)
         self._write_locks: dict[int, threading.Lock] = {}
-        self._executor = executor
+        #: the session's disk pool; a storage made without one (tests, tools) shares a fallback
+        self._executor = executor if executor is not None else fallback_executor()
+        #: results of ``_executor`` jobs back to the loop, wake-ups shared (see handoff.py)
+        self._handoff: Handoff | None = None
         self._root = str(self.save_path)
         self._root_resolved: str | None = None  # see _real_root
         self._prios: tuple[int, ...] = tuple(1 for _ in info.files)
@@ -882,16 +886,11 @@ class TorrentStorage:
         Waiting keeps the per-piece guards honest: a cancelled caller must not release a piece
         while a worker thread is still writing it.
         """
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        try:
-            return await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            while not fut.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([fut])
-            if not fut.cancelled():
-                fut.exception()  # mark retrieved; the cancellation wins
-            raise
+        loop = asyncio.get_running_loop()
+        handoff = self._handoff
+        if handoff is None or handoff.loop is not loop:
+            handoff = self._handoff = Handoff(loop)
+        return await handoff.run(self._executor, fn, *args)
 
     def _guard(self, piece: int) -> _PieceGuard:
         """One I/O operation per piece at a time (writes vs reads/hashes of the same piece)."""
