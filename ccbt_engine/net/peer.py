@@ -35,6 +35,15 @@ _BUFFER_MAX_SYSCTLS = {
 _fixed_options: tuple[int, ...] | None = None
 
 
+#: read size while MSE/RC4 sits between the socket and the parser (asyncio's own default),
+#: reached by doubling from :data:`HANDSHAKE_BUFFER` once the peer is established
+SCRATCH_BUFFER = 256 * 1024
+#: receive buffers until the handshake matched a torrent: a connection that never becomes a
+#: peer (a scan, a flood of half-open handshakes from a hostile host) costs this much, not
+#: the 256 KiB / 1 MiB a fast established peer reads with
+HANDSHAKE_BUFFER = 4 * 1024
+
+
 def fixed_buffer_options() -> tuple[int, ...]:
     """The socket buffer options to fix at :data:`SOCKET_BUFFER` for a TCP peer (read once).
 
@@ -44,7 +53,7 @@ def fixed_buffer_options() -> tuple[int, ...]:
     705.9 MiB/s, same run); but a stock Linux caps the request at 208 KiB, and a window that
     small holds one connection to ~2 MiB/s at 100 ms of round trip, where autotuning would grow
     it to 6 MiB. So a buffer is fixed only where the full size is granted, and never outside
-    Linux (Windows and macOS autotune both directions too, like libtorrent relies on).
+    Linux (Windows and macOS autotune both directions too; libtorrent leaves them to it).
     """
     global _fixed_options
     if _fixed_options is None:
@@ -59,13 +68,6 @@ def fixed_buffer_options() -> tuple[int, ...]:
                 options.append(option)
         _fixed_options = tuple(options)
     return _fixed_options
-#: read size while MSE/RC4 sits between the socket and the parser (asyncio's own default),
-#: reached by doubling from :data:`HANDSHAKE_BUFFER` once the peer is established
-SCRATCH_BUFFER = 256 * 1024
-#: receive buffers until the handshake matched a torrent: a connection that never becomes a
-#: peer (a scan, a flood of half-open handshakes from a hostile host) costs this much, not
-#: the 256 KiB / 1 MiB a fast established peer reads with
-HANDSHAKE_BUFFER = 4 * 1024
 
 
 class PeerHandler(Protocol):
