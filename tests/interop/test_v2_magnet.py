@@ -36,6 +36,7 @@ from ccbt_engine.protocol.hashes import HashRequest, encode_hashes, parse_hash_m
 from ccbt_engine.state import torrent_file_bytes
 from tests.engine_settings import loopback_settings
 from tests.interop.refpeers import LibtorrentPeer, MadeTorrent, make_torrent, sha256_tree
+from tests.scripted_peer import ScriptedServer
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -140,7 +141,7 @@ async def test_libtorrent_downloads_v2_magnet_from_ccbt(
     assert server.rejected == 0
 
 
-class HostileHashPeer:
+class HostileHashPeer(ScriptedServer):
     """Serves the (true) metadata, then answers hash requests with hashes that do not prove.
 
     ``mode``: ``"nodes"`` sends random range hashes with random uncles; ``"uncles"`` sends the
@@ -154,17 +155,6 @@ class HostileHashPeer:
         self.layers = layers
         self.mode = mode
         self.hash_requests = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
     def _forge(self, req: HashRequest) -> bytes:
         rng = random.Random(req.index)

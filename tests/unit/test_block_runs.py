@@ -21,6 +21,7 @@ from ccbt_engine.create import create_torrent
 from ccbt_engine.metainfo import parse_torrent
 from ccbt_engine.protocol import wire
 from tests.engine_settings import loopback_settings
+from tests.scripted_peer import ScriptedServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,24 +30,13 @@ BLOCK = 16 * 1024
 PIECES = 4
 
 
-class ScriptedSeeder:
+class ScriptedSeeder(ScriptedServer):
     """Has every piece; answers the first batch of requests with junk mixed in, in one write."""
 
     def __init__(self, info_hash: bytes, payload: bytes) -> None:
         self.info_hash = info_hash
         self.payload = payload
         self.served = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
     def _block(self, index: int, begin: int, length: int) -> bytes:
         start = index * PIECE + begin

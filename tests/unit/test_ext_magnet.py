@@ -25,6 +25,7 @@ from ccbt_engine.magnet_fetch import MagnetHandle
 from ccbt_engine.metainfo import parse_torrent
 from ccbt_engine.protocol import wire
 from tests.engine_settings import loopback_settings
+from tests.scripted_peer import ScriptedServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -172,7 +173,7 @@ async def test_hybrid_magnet_answers_incoming_peers_of_either_swarm(
     assert core.lookup_torrent(bytes(20)) is None
 
 
-class HostileMetadataPeer:
+class HostileMetadataPeer(ScriptedServer):
     """Speaks just enough of the wire to offer metadata: wrong bytes, or an absurd size."""
 
     def __init__(self, info_hash: bytes, size: int, *, oversize: bool = False) -> None:
@@ -180,17 +181,6 @@ class HostileMetadataPeer:
         self.size = size
         self.oversize = oversize
         self.requests = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

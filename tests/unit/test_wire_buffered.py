@@ -509,37 +509,28 @@ async def test_connection_delivers_the_same_over_both_read_paths(
     assert not conn.closed
 
 
+@pytest.mark.parametrize(
+    ("runs", "bad", "reason"),
+    [
+        (False, encode_have(99), "have for piece 99"),  # on_peer_event raises
+        (True, encode_piece(98, 0, b"x"), "piece 98"),  # on_peer_pieces raises
+    ],
+)
 @pytest.mark.parametrize("mode", ["buffered", "data_received"])
-async def test_connection_closes_on_a_handler_protocol_error(mode: str) -> None:
-    handler = Handler(pieces=True)
+async def test_connection_closes_on_a_handler_protocol_error(
+    mode: str, runs: bool, bad: bytes, reason: str
+) -> None:
+    handler = Handler(pieces=True, runs=runs)
     conn = PeerConnection(
         peer_id=OUR_ID, lookup=lambda ih: (handler, ih, N), outgoing_info_hash=INFO_HASH
     )
     transport = FakeTransport()
     conn.connection_made(transport)
-    data = encode_handshake(INFO_HASH, PEER_ID) + encode_have(99) + encode_have(1)
+    data = encode_handshake(INFO_HASH, PEER_ID) + bad + encode_have(1)
     if mode == "buffered":
         _read_into(conn, data)
     else:
         conn.data_received(data)
     assert conn.closed and transport.closed
-    assert "protocol error" in conn.close_reason
+    assert conn.close_reason.startswith("protocol error") and reason in conn.close_reason
     assert handler.events == []  # the have after the bad one never reached the handler
-
-
-@pytest.mark.parametrize("mode", ["buffered", "data_received"])
-async def test_connection_closes_when_the_handler_rejects_a_run(mode: str) -> None:
-    handler = Handler(pieces=True, runs=True)
-    conn = PeerConnection(
-        peer_id=OUR_ID, lookup=lambda ih: (handler, ih, N), outgoing_info_hash=INFO_HASH
-    )
-    transport = FakeTransport()
-    conn.connection_made(transport)
-    data = encode_handshake(INFO_HASH, PEER_ID) + encode_piece(98, 0, b"x") + encode_have(1)
-    if mode == "buffered":
-        _read_into(conn, data)
-    else:
-        conn.data_received(data)
-    assert conn.closed and transport.closed
-    assert "piece 98" in conn.close_reason
-    assert handler.events == []
