@@ -27,6 +27,7 @@ Per leecher and run:
     .venv/bin/python benchmarks/loopback_download.py                 # 1 GiB file, 1 MiB pieces
     .venv/bin/python benchmarks/loopback_download.py --size 512M --files 200
     .venv/bin/python benchmarks/loopback_download.py --runs 1 --profile /tmp/ccbt.txt  # py-spy
+    .venv/bin/python benchmarks/loopback_download.py --probe   # where ccbt's loop thread waits
     git archive HEAD ccbt_engine | tar -x -C /tmp/base    # then, before/after in one run:
     .venv/bin/python benchmarks/loopback_download.py --size 512M --baseline /tmp/base
 
@@ -45,6 +46,7 @@ import contextlib
 import json
 import os
 import resource
+import selectors
 import shutil
 import signal
 import subprocess
@@ -52,7 +54,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ from _common import (  # benchmarks are scripts, not a package: found via sys.pa
     add_run_arguments,
     cpu_seconds,
     load_refpeers,
+    median,
     now,
     page_reporting_state,
     parse_size,
@@ -89,6 +92,8 @@ class RunResult:
     first_byte: float
     #: MiB/s while the payload went from 10% to 90% written
     steady_mib_s: float
+    #: ``--probe``: the ccbt leecher's event-loop thread over the window (see LoopProbe)
+    loop: dict[str, float] = field(default_factory=dict)
 
     @property
     def mib_s(self) -> float:
@@ -110,7 +115,76 @@ def _self_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-async def _drive(torrent: Path, save: Path, peer: tuple[str, int], timeout: float) -> int:
+class LoopProbe:
+    """``--probe``: where the ccbt leecher's event-loop thread spends the transfer (Linux).
+
+    Between :meth:`start` ("go") and :meth:`result` ("done") it takes the thread's CPU time and
+    its run-queue wait (the second field of ``/proc/thread-self/schedstat``: nanoseconds
+    runnable but not running), and times every ``epoll_wait`` of the loop thread and every
+    ``PeerConnection.send`` (CPU and wall), by wrapping them in this driver process only. The
+    figures overlap (a wake-up from ``epoll_wait`` that waits for a CPU counts in both), so they
+    do not add up to the window; read them side by side: much time in ``epoll_wait`` means the
+    loop had nothing to read (the disk held it back, or the seeder), much waiting for a CPU
+    means something else ran where the loop could have.
+    """
+
+    def __init__(self) -> None:
+        from ccbt_engine.net.peer import PeerConnection
+
+        self.loop_thread = threading.get_ident()
+        self.epoll = self.send_cpu = self.send_wall = 0.0
+        self.sends = 0
+        self._start = self._snapshot()
+        select = selectors.DefaultSelector.select
+        send = PeerConnection.send
+        probe = self
+
+        def timed_select(sel: Any, timeout: float | None = None) -> Any:
+            if threading.get_ident() != probe.loop_thread:
+                return select(sel, timeout)
+            t = time.perf_counter()
+            try:
+                return select(sel, timeout)
+            finally:
+                probe.epoll += time.perf_counter() - t
+
+        def timed_send(conn: Any, data: bytes) -> None:
+            cpu, wall = time.thread_time(), time.perf_counter()
+            send(conn, data)
+            probe.send_cpu += time.thread_time() - cpu
+            probe.send_wall += time.perf_counter() - wall
+            probe.sends += 1
+
+        selectors.DefaultSelector.select = timed_select  # type: ignore[method-assign, assignment]
+        PeerConnection.send = timed_send  # type: ignore[method-assign, assignment]
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float]:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as f:
+            waited = int(f.read().split()[1]) / 1e9
+        return time.perf_counter(), time.thread_time(), waited
+
+    def start(self) -> None:
+        self.epoll = self.send_cpu = self.send_wall = 0.0
+        self.sends = 0
+        self._start = self._snapshot()
+
+    def result(self) -> dict[str, float]:
+        wall, cpu, waited = (b - a for a, b in zip(self._start, self._snapshot(), strict=True))
+        return {
+            "loop CPU s": cpu,
+            "loop waiting for a CPU s": waited,
+            "loop in epoll_wait s": self.epoll,
+            "window s": wall,
+            "request sends": float(self.sends),
+            "send CPU s": self.send_cpu,
+            "send wall s": self.send_wall,
+        }
+
+
+async def _drive(
+    torrent: Path, save: Path, peer: tuple[str, int], timeout: float, probe: LoopProbe | None
+) -> int:
     """Add the torrent, say ``ready``, wait for ``go`` on stdin, download, say ``done``, wait.
 
     Waiting for the parent at both ends keeps interpreter start-up, imports and shutdown out of
@@ -138,6 +212,8 @@ async def _drive(torrent: Path, save: Path, peer: tuple[str, int], timeout: floa
         if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "go":
             return 1
         cpu0, t0 = _self_cpu(), now()
+        if probe is not None:
+            probe.start()
         handle.connect_peer(*peer)
         try:
             status = await handle.wait_finished(timeout=timeout)
@@ -152,6 +228,7 @@ async def _drive(torrent: Path, save: Path, peer: tuple[str, int], timeout: floa
                 "state": status.state,
                 "hash_failures": status.hash_failures,
                 "wanted_done": status.wanted_done,
+                "loop": probe.result() if probe is not None else {},
             }
         )
         await loop.run_in_executor(None, sys.stdin.readline)  # "quit" or EOF
@@ -167,7 +244,13 @@ def _driver_main(args: argparse.Namespace) -> int:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(
-            _drive(Path(args.torrent), Path(args.save), (host, int(port)), args.timeout)
+            _drive(
+                Path(args.torrent),
+                Path(args.save),
+                (host, int(port)),
+                args.timeout,
+                LoopProbe() if args.probe else None,
+            )
         )
 
 
@@ -187,6 +270,7 @@ class CcbtLeecher:
         workdir: Path,
         code: Path | None = None,
         loop: str = "asyncio",
+        probe: bool = False,
     ) -> None:
         env = dict(os.environ)
         env.update(
@@ -198,6 +282,7 @@ class CcbtLeecher:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
         argv = [sys.executable, __file__, "--driver", "--torrent", str(torrent)]
         argv += ["--save", str(save), "--peer", f"127.0.0.1:{seeder_port}", "--loop", loop]
+        argv += ["--probe"] if probe else []
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -310,8 +395,9 @@ def run_ccbt(
     profile: Path | None,
     code: Path | None = None,
     loop: str = "asyncio",
+    probe: bool = False,
 ) -> RunResult:
-    leecher = CcbtLeecher(torrent, save, seeder_port, workdir, code, loop)
+    leecher = CcbtLeecher(torrent, save, seeder_port, workdir, code, loop, probe)
     spy: subprocess.Popen[bytes] | None = None
     try:
         leecher.read_event("ready")
@@ -334,7 +420,8 @@ def run_ccbt(
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         leecher.stop()
-    return RunResult(CCBT if code is None else BASE, seconds, payload, stats, first_byte, steady)
+    contender = CCBT if code is None else BASE
+    return RunResult(contender, seconds, payload, stats, first_byte, steady, done["loop"])
 
 
 def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -406,14 +493,21 @@ def _print_run(r: RunResult, run: int, seeder_cpu: float) -> None:
         f"seeder cpu {seeder_cpu:5.2f} s",
         flush=True,
     )
+    if r.loop:
+        print("      loop thread: " + ", ".join(f"{k} {v:.3g}" for k, v in r.loop.items()))
 
 
-def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+Figures = dict[str, dict[str, list[float]]]  # contender -> metric -> one value per run
+
+
+def bench(args: argparse.Namespace) -> tuple[Figures, Figures]:
+    """Run the rounds; returns (the figures of every contender, the ``--probe`` figures)."""
     refpeers = load_refpeers()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ccbt-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     contenders = [LT, CCBT] + ([BASE] if args.baseline else [])
-    results: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
+    results: Figures = {c: {} for c in contenders}
+    loops: Figures = {}  # --probe, ccbt contenders only (libtorrent's loop is not ours to probe)
     try:
         source = make_source(root, args.size, args.files, refpeers)
         made = refpeers.make_torrent(source, None, args.pieces, root / "bench.torrent", "v1")
@@ -454,6 +548,7 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                             profile,
                             None,
                             args.loop,
+                            args.probe,
                         )
                     else:
                         r = run_ccbt(
@@ -465,6 +560,7 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                             None,
                             args.baseline,
                             args.loop,
+                            args.probe,
                         )
                     seeder_cpu = cpu_seconds(seeder.pid) - seeder_cpu0
                     shutil.rmtree(save, ignore_errors=True)
@@ -472,6 +568,8 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                     if run < 0:
                         continue  # a warm-up round: printed, not counted
                     m = results[contender]
+                    for key, value in r.loop.items():
+                        loops.setdefault(contender, {}).setdefault(key, []).append(value)
                     for key, value in (
                         ("MiB/s", r.mib_s),
                         ("10-90% MiB/s", r.steady_mib_s),
@@ -488,7 +586,7 @@ def bench(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)
-    return results
+    return results, loops
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline", type=Path, help="also time ccbt imported from this folder (before/after)"
     )
     p.add_argument(
+        "--probe",
+        action="store_true",
+        help="time where ccbt's event-loop thread spends each transfer (Linux; see LoopProbe)",
+    )
+    p.add_argument(
         "--loop",
         choices=["asyncio", "uvloop"],
         default="asyncio",
@@ -519,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.driver:
         return _driver_main(args)
-    results = bench(args)
+    results, loops = bench(args)
     fmt1 = "{:.1f}".format
     fmt2 = "{:.2f}".format
     print()
@@ -542,6 +645,13 @@ def main(argv: list[str] | None = None) -> int:
             LT,
         )
     )
+    if loops:
+        names = list(loops)
+        print("\nccbt's event-loop thread over the window (--probe), medians:")
+        print(f"{'':28}" + "".join(f"{n:>14}" for n in names))
+        for key in loops[names[0]]:
+            cells = "".join(f"{median(loops[n].get(key, [])):14.3f}" for n in names)
+            print(f"{key:28}{cells}")
     return 0
 
 
