@@ -903,10 +903,6 @@ class Torrent:
             self.picker.abort_request(ps.conn, piece, begin)
         ps.requests.clear()
 
-    def on_peer_piece(self, conn: PeerConnection, index: int, begin: int, data: memoryview) -> None:
-        """One block straight from the connection's receive buffer (see :meth:`on_peer_pieces`)."""
-        self.on_peer_pieces(conn, [(index, begin, data)])
-
     def on_peer_pieces(
         self, conn: PeerConnection, blocks: list[tuple[int, int, memoryview]]
     ) -> None:

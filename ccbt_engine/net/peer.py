@@ -157,10 +157,11 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
 
     A ``BufferedProtocol``: a plaintext TCP connection is read straight into the wire parser's
     reusable buffer (no fresh ``bytes`` per read) and every message goes to the handler as soon
-    as it is parsed, a block as a view of that buffer (``on_peer_piece`` when the handler has
-    it). MSE/RC4 connections read into a scratch buffer and decrypt into the parser; uTP
-    transports call :meth:`data_received`, so it is an ``asyncio.Protocol`` as well (asyncio's
-    transports check for ``BufferedProtocol`` first).
+    as it is parsed, a block as a view of that buffer (a read's consecutive blocks in one
+    ``on_peer_pieces`` call when the handler has it, else ``on_peer_piece`` each). MSE/RC4
+    connections read into a scratch buffer and decrypt into the parser; uTP transports call
+    :meth:`data_received`, so it is an ``asyncio.Protocol`` as well (asyncio's transports
+    check for ``BufferedProtocol`` first).
     """
 
     def __init__(
