@@ -36,7 +36,7 @@ from ccbt_engine.stats import RateMeter
 from ccbt_engine.storage.errors import StorageError
 from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.picker import BlockRequest
-from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
+from ccbt_engine.strategy.ratelimit import TokenBucket
 from ccbt_engine.tracker.http_tls import tls_option
 
 if TYPE_CHECKING:
@@ -311,7 +311,7 @@ class WebSeed:
                     data = await self._download(run[0].piece, run[0].begin, size)
                 except BaseException:
                     # what never arrived used no bandwidth: give it back to the limits
-                    RateLimiter().refund(size - (self.down.total - received), paid)
+                    t.session.limiter.refund(size - (self.down.total - received), paid)
                     raise
                 at = 0
                 for b in run:
@@ -330,7 +330,7 @@ class WebSeed:
         t = self.torrent
         buckets: tuple[TokenBucket, ...] = (t.down_bucket, t.session.down_bucket)
         if TokenBucket.limited_count and not all(b.unlimited for b in buckets):
-            await RateLimiter().acquire(size, buckets)
+            await t.session.limiter.acquire(size, buckets)
             return buckets
         return ()
 

@@ -24,7 +24,7 @@ from ccbt_engine.create import create_torrent
 from ccbt_engine.metainfo import TorrentInfo, parse_torrent
 from ccbt_engine.storage.layout import PieceLayout
 from ccbt_engine.strategy.picker import BlockRequest, PiecePicker
-from ccbt_engine.strategy.ratelimit import TokenBucket
+from ccbt_engine.strategy.ratelimit import RateLimiter, TokenBucket
 from ccbt_engine.webseed import (
     MAX_FAILURES,
     HttpRange,
@@ -233,7 +233,7 @@ class _Meter:
 
 
 def _fake_torrent(http: aiohttp.ClientSession) -> SimpleNamespace:
-    session = SimpleNamespace(http=http, down=_Meter())
+    session = SimpleNamespace(http=http, down=_Meter(), limiter=RateLimiter())
     return SimpleNamespace(session=session, down=_Meter(), name="t")
 
 
