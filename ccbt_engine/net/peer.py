@@ -88,10 +88,6 @@ class PeerHandler(Protocol):
     def on_peer_writable(self, conn: PeerConnection) -> None: ...
 
 
-#: ``on_peer_piece(conn, index, begin, block)``: an optional PeerHandler method taking blocks
-#: straight from the receive buffer (``block`` is valid only during the call: copy it)
-PieceSink = Callable[["PeerConnection", int, int, memoryview], None]
-
 #: ``on_peer_pieces(conn, blocks)``: an optional PeerHandler method taking a run of PIECE
 #: messages at once, as (index, begin, block) with the blocks valid only during the call
 PiecesSink = Callable[["PeerConnection", list[tuple[int, int, memoryview]]], None]
@@ -157,8 +153,8 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
 
     A ``BufferedProtocol``: a plaintext TCP connection is read straight into the wire parser's
     reusable buffer (no fresh ``bytes`` per read) and every message goes to the handler as soon
-    as it is parsed, a block as a view of that buffer (a read's consecutive blocks in one
-    ``on_peer_pieces`` call when the handler has it, else ``on_peer_piece`` each). MSE/RC4
+    as it is parsed, a read's consecutive blocks as views of that buffer in one
+    ``on_peer_pieces`` call (a handler without it gets a ``wire.Piece`` event each). MSE/RC4
     connections read into a scratch buffer and decrypt into the parser; uTP transports call
     :meth:`data_received`, so it is an ``asyncio.Protocol`` as well (asyncio's transports
     check for ``BufferedProtocol`` first).
@@ -190,8 +186,6 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         self.handler: PeerHandler | None = None
         self.remote: wire.Handshake | None = None
         self.parser = WireParser(expect_handshake=True, recv_buffer_max=HANDSHAKE_BUFFER)
-        #: the handler's ``on_peer_piece``, when it takes blocks without a ``wire.Piece`` each
-        self._piece_sink: PieceSink | None = None
         #: the handler's ``on_peer_pieces``, when it takes runs of blocks at once
         self._pieces_sink: PiecesSink | None = None
         #: the handler's ``on_peer_requests``, when it takes runs of requests at once
@@ -316,18 +310,8 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
         return self.closed
 
     def on_piece(self, index: int, begin: int, block: memoryview) -> bool:
-        """A PIECE's block as a view of the receive buffer: the handler copies what it keeps."""
-        sink = self._piece_sink
-        if sink is None:
-            if self.handler is None:
-                self.close("message before handshake")
-                return True
-            return self.on_event(wire.Piece(index, begin, bytes(block)))
-        try:
-            sink(self, index, begin, block)
-        except ProtocolError as exc:
-            self.close(f"protocol error: {exc}")
-        return self.closed
+        """A PIECE for a handler without ``on_peer_pieces``: an event with the block copied."""
+        return self.on_event(wire.Piece(index, begin, bytes(block)))
 
     def on_pieces(self, blocks: list[tuple[int, int, memoryview]]) -> bool:
         """A run of PIECE messages (see :class:`wire.WireSink`), to the handler in one call."""
@@ -408,7 +392,6 @@ class PeerConnection(asyncio.BufferedProtocol, asyncio.Protocol):
             self.close(refusal)
             return False
         self.handler = handler
-        self._piece_sink = getattr(handler, "on_peer_piece", None)
         self._pieces_sink = getattr(handler, "on_peer_pieces", None)
         self._requests_sink = getattr(handler, "on_peer_requests", None)
         self.parser.recv_buffer_max = wire.RECV_BUFFER_MAX  # a peer now: read in large gulps

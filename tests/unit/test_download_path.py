@@ -342,8 +342,8 @@ class Handler:
     def on_peer_event(self, conn: PeerConnection, event: Any) -> None:
         pass
 
-    def on_peer_piece(self, conn: PeerConnection, index: int, begin: int, block: Any) -> None:
-        self.blocks.append((index, begin, bytes(block)))
+    def on_peer_pieces(self, conn: PeerConnection, blocks: list[tuple[int, int, Any]]) -> None:
+        self.blocks += [(index, begin, bytes(block)) for index, begin, block in blocks]
 
     def on_peer_batch_end(self, conn: PeerConnection) -> None:
         pass

@@ -432,25 +432,20 @@ class FakeTransport(asyncio.Transport):
 
 
 class Handler:
-    """A torrent stand-in; ``pieces`` toggles the ``on_peer_piece`` fast path, ``runs`` the
-    ``on_peer_pieces`` one."""
+    """A torrent stand-in; ``runs`` toggles the ``on_peer_pieces`` fast path (without it,
+    blocks come as ``Piece`` events)."""
 
-    def __init__(self, pieces: bool, runs: bool = False) -> None:
+    def __init__(self, runs: bool) -> None:
         self.events: list[Event] = []
         self.batches = 0
-        if pieces:
-            self.on_peer_piece = self._piece
         if runs:
             self.on_peer_pieces = self._pieces
-
-    def _piece(self, conn: PeerConnection, index: int, begin: int, block: memoryview) -> None:
-        self.events.append(Piece(index, begin, bytes(block)))
 
     def _pieces(self, conn: PeerConnection, blocks: list[tuple[int, int, memoryview]]) -> None:
         for index, begin, block in blocks:
             if index == 98:
                 raise ProtocolError("piece 98 is not ours")
-            self._piece(conn, index, begin, block)
+            self.events.append(Piece(index, begin, bytes(block)))
 
     def on_peer_connected(self, conn: PeerConnection) -> str | None:
         return None
@@ -486,12 +481,10 @@ PEER_STREAM_EVENTS = STREAM_EVENTS[1:]
 PEER_STREAM = encode_handshake(INFO_HASH, PEER_ID) + STREAM[HANDSHAKE_LEN:]
 
 
-@pytest.mark.parametrize("fast_path", ["runs", True, False])
+@pytest.mark.parametrize("runs", [True, False])
 @pytest.mark.parametrize("mode", ["buffered", "data_received"])
-async def test_connection_delivers_the_same_over_both_read_paths(
-    mode: str, fast_path: bool | str
-) -> None:
-    handler = Handler(pieces=bool(fast_path), runs=fast_path == "runs")
+async def test_connection_delivers_the_same_over_both_read_paths(mode: str, runs: bool) -> None:
+    handler = Handler(runs=runs)
     conn = PeerConnection(
         peer_id=OUR_ID, lookup=lambda ih: (handler, ih, N), outgoing_info_hash=INFO_HASH
     )
@@ -520,7 +513,7 @@ async def test_connection_delivers_the_same_over_both_read_paths(
 async def test_connection_closes_on_a_handler_protocol_error(
     mode: str, runs: bool, bad: bytes, reason: str
 ) -> None:
-    handler = Handler(pieces=True, runs=runs)
+    handler = Handler(runs=runs)
     conn = PeerConnection(
         peer_id=OUR_ID, lookup=lambda ih: (handler, ih, N), outgoing_info_hash=INFO_HASH
     )
