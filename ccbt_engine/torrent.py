@@ -302,6 +302,7 @@ class Torrent:
             executor=self.session.executor,
             write_cache_bytes=cfg.disk.write_cache_mb * 1024 * 1024,
             read_cache=self.session.read_cache.cache(),
+            write_mode=cfg.disk.write_mode,
         )
 
     def relocate(self, save_path: Path) -> None:
@@ -1277,8 +1278,10 @@ class Torrent:
 
     def _tick(self, now: float) -> None:
         self._requeue_due(now)
-        # disk.write_cache_mb applies live: the budget is read here, once a second
-        self.storage.write_cache_bytes = self.session.settings.disk.write_cache_mb * 1024 * 1024
+        # disk.write_cache_mb and disk.write_mode apply live: read here, once a second
+        disk = self.session.settings.disk
+        self.storage.write_cache_bytes = disk.write_cache_mb * 1024 * 1024
+        self.storage.write_mode = disk.write_mode
         keepalive = wire.encode_keepalive()
         idle_timeout = self.session.settings.network.peer_idle_timeout
         for ps in list(self.peers.values()):

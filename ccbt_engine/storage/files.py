@@ -43,6 +43,17 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from ccbt_engine.metainfo import TorrentInfo
+from ccbt_engine.storage.direct import (
+    ALIGN,
+    DIRECT_MIN,
+    HAVE_O_DIRECT,
+    all_aligned,
+    direct_file_system,
+    open_direct,
+    page_aligned,
+    plan_direct,
+    split_views,
+)
 from ccbt_engine.storage.errors import Operation, StorageError
 from ccbt_engine.storage.handoff import Handoff, fallback_executor
 from ccbt_engine.storage.hashing import verify_piece
@@ -50,6 +61,7 @@ from ccbt_engine.storage.layout import MAX_PRIORITY, PieceLayout
 from ccbt_engine.storage.readcache import CHUNK, ChunkKey, ReadCache, chunk_span
 
 Preallocate = Literal["none", "sparse", "full"]
+WriteMode = Literal["direct", "cached"]
 T = TypeVar("T")
 
 MIB = 1024 * 1024
@@ -131,6 +143,9 @@ class _Handle:
     writable: bool
     users: int = 0
     retired: bool = False
+    #: a second descriptor on the same file opened ``O_DIRECT`` (storage/direct.py): None until
+    #: the first direct write asks for it, -1 when the file system refused
+    direct: int | None = None
 
 
 class FilePool:
@@ -219,6 +234,9 @@ class FilePool:
     def _close(self, h: _Handle) -> None:
         with contextlib.suppress(OSError):
             os.close(h.fd)
+        if h.direct is not None and h.direct >= 0:
+            with contextlib.suppress(OSError):
+                os.close(h.direct)
         self._count -= 1
         self._cond.notify_all()
 
@@ -374,11 +392,12 @@ class _PieceBuf:
     """One piece being received: each block is copied into place in a piece-sized buffer.
 
     One allocation per piece instead of a ``bytes`` per block; the hash runs over the buffer as
-    it is (no assembling copy) and the write is one ``pwritev`` per file slice. ``blocks`` maps
-    each block's offset to a view of its bytes in ``data`` (readers and smart ban take those
-    views). A buffer is never reused, so a view handed out stays valid after the piece leaves
-    the cache; once a piece is being hashed or written its buffer is not written to again
-    (blocks arriving meanwhile start a new buffer).
+    it is (no assembling copy) and the write is one ``pwritev`` per file slice. ``data`` is the
+    allocation and ``view`` the piece's bytes in it (page-aligned for direct writes, so ``data``
+    may be longer). ``blocks`` maps each block's offset to a view of its bytes (readers and
+    smart ban take those views). A buffer is reused only once no view of it is left, so a view
+    handed out stays valid after the piece leaves the cache; once a piece is being hashed or
+    written its buffer is not written to again (blocks arriving meanwhile start a new buffer).
     """
 
     data: bytearray
@@ -393,7 +412,7 @@ class _PieceBuf:
     @property
     def nbytes(self) -> int:
         """Memory the piece holds (the whole buffer: what the cache budget counts)."""
-        return len(self.data)
+        return len(self.view)
 
     def runs(self) -> list[tuple[int, memoryview]]:
         """The received bytes as (offset, view) runs: adjacent blocks merged into one view."""
@@ -474,14 +493,23 @@ class TorrentStorage:
         executor: concurrent.futures.Executor | None = None,
         write_cache_bytes: int = 16 * MIB,
         read_cache: ReadCache | None = None,
+        write_mode: WriteMode = "direct",
     ) -> None:
         if preallocate not in ("none", "sparse", "full"):
             raise ValueError(f"preallocate must be none, sparse or full, not {preallocate!r}")
+        if write_mode not in ("direct", "cached"):
+            raise ValueError(f"write_mode must be direct or cached, not {write_mode!r}")
         self.info = info
         self.layout = PieceLayout(info)
         self.save_path = Path(os.path.abspath(save_path))
         self.preallocate: Preallocate = preallocate
         self.write_cache_bytes = write_cache_bytes
+        #: "direct": large aligned writes skip the page cache where safe (storage/direct.py);
+        #: read on every write, so a changed setting applies to the next piece
+        self.write_mode: WriteMode = write_mode
+        #: file index -> whether direct writes may be tried (its file system allows them and
+        #: none was refused yet); decided on the file's first large write
+        self._direct_ok: dict[int, bool] = {}
         self.file_pool = FilePool(max_open_files)
         #: file index -> lock held around its writes (see _pwritev)
         self._write_locks: dict[int, threading.Lock] = {}
@@ -576,17 +604,16 @@ class TorrentStorage:
         """
         n = len(data)
         buf = self._cache.get(piece)
-        size = len(buf.data) if buf is not None else self.info.piece_size(piece)
+        size = len(buf.view) if buf is not None else self.info.piece_size(piece)
         if begin < 0 or begin + n > size:
             raise ValueError(f"range {begin}+{n} outside piece {piece} of {size} bytes")
         if not n:
             return False
         if buf is None:
-            data_buf = self._new_buffer(size)
-            buf = self._cache[piece] = _PieceBuf(data_buf, memoryview(data_buf))
+            buf = self._cache[piece] = _PieceBuf(*self._new_buffer(size))
             self._cached_bytes += size
         end = begin + n
-        buf.data[begin:end] = data  # the block's one copy (same length: no resize)
+        buf.view[begin:end] = data  # the block's one copy
         old = buf.blocks.get(begin)
         buf.blocks[begin] = buf.view[begin:end]
         if old is None:
@@ -919,11 +946,18 @@ class TorrentStorage:
     def _release(self, buf: _PieceBuf) -> None:
         """``buf`` is on disk or forgotten: out of the budget, its memory kept for reuse."""
         self._cached_bytes -= buf.nbytes
-        if len(buf.data) == self.info.piece_length and len(self._spare) < self._spare_max:
+        if len(buf.view) == self.info.piece_length and len(self._spare) < self._spare_max:
             self._spare.append(buf.data)
 
-    def _new_buffer(self, size: int) -> bytearray:
-        """A buffer for a new piece: a spare one nobody views any more, else a fresh one.
+    def _new_buffer(self, size: int) -> tuple[bytearray, memoryview]:
+        """A buffer for a new piece, and the view of its ``size`` bytes: a spare one nobody
+        views any more, else a fresh one.
+
+        With direct writes on, the buffer has room to start the view on a page boundary (see
+        :func:`~ccbt_engine.storage.direct.page_aligned`), so a piece goes to the device from
+        where it was received. Plain ``bytearray`` memory rather than an ``mmap`` of its own:
+        the allocator keeps freed megabytes for the next piece, while a fresh mapping per piece
+        faults every page in again (on these VMs, from the host).
 
         A spare buffer still holds an old piece's bytes; that is fine, because only offsets
         covered by the new piece's blocks are ever hashed, written or read (pads are zeroed
@@ -936,9 +970,13 @@ class TorrentStorage:
             for _ in range(len(spare)):
                 data = spare.popleft()
                 if sys.getrefcount(data) == 2:
-                    return data
+                    return data, page_aligned(data, size)
                 spare.append(data)  # still viewed: try it again later
-        return bytearray(size)
+        if self.write_mode == "direct" and HAVE_O_DIRECT and size >= DIRECT_MIN:
+            data = bytearray(size + ALIGN)
+            return data, page_aligned(data, size)
+        data = bytearray(size)
+        return data, memoryview(data)
 
     def _restore(self, piece: int, buf: _PieceBuf) -> None:
         """Put blocks that failed to write back, under blocks that arrived meanwhile.
@@ -954,7 +992,7 @@ class TorrentStorage:
         for begin, data in buf.blocks.items():
             if begin not in cur.blocks:
                 end = begin + len(data)
-                cur.data[begin:end] = data
+                cur.view[begin:end] = data
                 cur.blocks[begin] = cur.view[begin:end]
         cur.irregular = True  # merged: let _cache_covers judge completeness
         self._release(buf)
@@ -1134,12 +1172,71 @@ class TorrentStorage:
             lock = self._write_locks.setdefault(index, threading.Lock())  # atomic under the GIL
         handle = self.file_pool.acquire(index, True, lambda w: self._open_sync(index, w))
         try:
-            with lock:
-                write_all_at(handle.fd, views, offset)
+            if not self._write_direct(index, handle, lock, views, offset):
+                with lock:
+                    write_all_at(handle.fd, views, offset)
         except OSError as exc:
             raise StorageError.from_oserror(exc, self._display_path(index), "write") from exc
         finally:
             self.file_pool.release(handle)
+
+    def _write_direct(
+        self,
+        index: int,
+        handle: _Handle,
+        lock: threading.Lock,
+        views: list[memoryview],
+        offset: int,
+    ) -> bool:
+        """Write a file slice with its aligned middle past the page cache; False (nothing
+        needing a rewrite left behind) when direct writes do not apply to it.
+
+        No Python lock around the direct part: a direct writer sleeps on the device, not on
+        a spinning inode lock, and two of them writing one file at once measured faster.
+        """
+        if self.write_mode != "direct" or not HAVE_O_DIRECT:
+            return False
+        plan = plan_direct(offset, sum(len(v) for v in views))
+        if plan is None:
+            return False
+        ok = self._direct_ok.get(index)
+        if ok is None:
+            # a file off the 4 KiB grid has its bytes off the page grid of the piece buffer
+            ok = not self.info.files[index].offset % ALIGN and direct_file_system(
+                str(self.file_path(index))
+            )
+            self._direct_ok[index] = ok
+        if not ok:
+            return False
+        if handle.direct is None:
+            with lock:
+                if handle.direct is None:
+                    try:
+                        handle.direct = open_direct(handle.fd)
+                    except OSError:
+                        handle.direct = -1
+        if handle.direct < 0:
+            self._direct_ok[index] = False
+            return False
+        head, middle = plan
+        first, mid, last = split_views(views, head, middle)
+        if not all_aligned(mid):
+            return False  # not a piece buffer of ours (an export's, the last piece's)
+        try:
+            write_all_at(handle.direct, mid, offset + head)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # an alignment this device does not take: the caller writes the whole slice
+            # through the cache (rewriting what went direct is harmless)
+            self._direct_ok[index] = False
+            return False
+        with lock:
+            if first:
+                write_all_at(handle.fd, first, offset)
+            if last:
+                write_all_at(handle.fd, last, offset + head + middle)
+        return True
 
     def _pread_into(self, index: int, offset: int, out: memoryview) -> None:
         handle = self.file_pool.acquire(index, False, lambda w: self._open_sync(index, w))
@@ -1280,7 +1377,7 @@ class TorrentStorage:
 
         Pad bytes are zeros by definition, whatever a peer sent for them: zeroed in place first.
         """
-        size = len(buf.data)
+        size = len(buf.view)
         pos = 0
         for sl in [*self.layout.slices(piece, 0, size), None]:
             start = size if sl is None else sl.buffer_offset
@@ -1288,7 +1385,7 @@ class TorrentStorage:
                 buf.view[pos:start] = bytes(start - pos)
             if sl is not None:
                 pos = start + sl.length
-        if not verify_piece(self.layout, piece, buf.data):
+        if not verify_piece(self.layout, piece, buf.view):
             return False
         self._write_sync(piece, buf.runs())
         return True
