@@ -28,6 +28,7 @@ Per leecher and run:
     .venv/bin/python benchmarks/loopback_download.py --size 512M --files 200
     .venv/bin/python benchmarks/loopback_download.py --runs 1 --profile /tmp/ccbt.txt  # py-spy
     .venv/bin/python benchmarks/loopback_download.py --probe   # where ccbt's loop thread waits
+    .venv/bin/python benchmarks/loopback_download.py --write-mode cached  # through the page cache
     git archive HEAD ccbt_engine | tar -x -C /tmp/base    # then, before/after in one run:
     .venv/bin/python benchmarks/loopback_download.py --size 512M --baseline /tmp/base
 
@@ -183,7 +184,12 @@ class LoopProbe:
 
 
 async def _drive(
-    torrent: Path, save: Path, peer: tuple[str, int], timeout: float, probe: LoopProbe | None
+    torrent: Path,
+    save: Path,
+    peer: tuple[str, int],
+    timeout: float,
+    probe: LoopProbe | None,
+    write_mode: str | None = None,
 ) -> int:
     """Add the torrent, say ``ready``, wait for ``go`` on stdin, download, say ``done``, wait.
 
@@ -193,18 +199,19 @@ async def _drive(
     from ccbt_engine.api import Session
     from ccbt_engine.config import Settings
 
-    settings = Settings.model_validate(
-        {
-            "network": {
-                "listen_interfaces": ["127.0.0.1"],
-                "enable_utp": False,  # TCP only, as the libtorrent leecher (see the docstring)
-                "enable_dht": False,
-                "enable_lsd": False,
-                "enable_upnp": False,
-                "enable_natpmp": False,
-            }
+    config: dict[str, Any] = {
+        "network": {
+            "listen_interfaces": ["127.0.0.1"],
+            "enable_utp": False,  # TCP only, as the libtorrent leecher (see the docstring)
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
         }
-    )
+    }
+    if write_mode is not None:  # else the engine's default (a --baseline may predate the key)
+        config["disk"] = {"write_mode": write_mode}
+    settings = Settings.model_validate(config)
     loop = asyncio.get_running_loop()
     async with Session(settings, listen_port=0) as session:
         handle = await session.add_torrent(torrent, save)
@@ -250,6 +257,7 @@ def _driver_main(args: argparse.Namespace) -> int:
                 (host, int(port)),
                 args.timeout,
                 LoopProbe() if args.probe else None,
+                args.write_mode,
             )
         )
 
@@ -271,6 +279,7 @@ class CcbtLeecher:
         code: Path | None = None,
         loop: str = "asyncio",
         probe: bool = False,
+        write_mode: str | None = None,
     ) -> None:
         env = dict(os.environ)
         env.update(
@@ -283,6 +292,7 @@ class CcbtLeecher:
         argv = [sys.executable, __file__, "--driver", "--torrent", str(torrent)]
         argv += ["--save", str(save), "--peer", f"127.0.0.1:{seeder_port}", "--loop", loop]
         argv += ["--probe"] if probe else []
+        argv += ["--write-mode", write_mode] if write_mode else []
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -396,8 +406,9 @@ def run_ccbt(
     code: Path | None = None,
     loop: str = "asyncio",
     probe: bool = False,
+    write_mode: str | None = None,
 ) -> RunResult:
-    leecher = CcbtLeecher(torrent, save, seeder_port, workdir, code, loop, probe)
+    leecher = CcbtLeecher(torrent, save, seeder_port, workdir, code, loop, probe, write_mode)
     spy: subprocess.Popen[bytes] | None = None
     try:
         leecher.read_event("ready")
@@ -549,6 +560,7 @@ def bench(args: argparse.Namespace) -> tuple[Figures, Figures]:
                             None,
                             args.loop,
                             args.probe,
+                            args.write_mode,
                         )
                     else:
                         r = run_ccbt(
@@ -561,6 +573,7 @@ def bench(args: argparse.Namespace) -> tuple[Figures, Figures]:
                             args.baseline,
                             args.loop,
                             args.probe,
+                            args.write_mode,
                         )
                     seeder_cpu = cpu_seconds(seeder.pid) - seeder_cpu0
                     shutil.rmtree(save, ignore_errors=True)
@@ -613,6 +626,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["asyncio", "uvloop"],
         default="asyncio",
         help="event loop of the ccbt leecher (uvloop must be installed)",
+    )
+    p.add_argument(
+        "--write-mode",
+        choices=["direct", "cached"],
+        help="disk.write_mode of the ccbt leechers (default: the engine's default, direct)",
     )
     # internal: the ccbt leecher process
     p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
