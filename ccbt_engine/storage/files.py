@@ -411,7 +411,8 @@ class _PieceBuf:
 
     @property
     def nbytes(self) -> int:
-        """Memory the piece holds (the whole buffer: what the cache budget counts)."""
+        """Memory the piece holds, as the cache budget counts it (its size; the alignment
+        slack of a direct-write buffer, 4 KiB, is not counted)."""
         return len(self.view)
 
     def runs(self) -> list[tuple[int, memoryview]]:
@@ -1188,11 +1189,13 @@ class TorrentStorage:
         views: list[memoryview],
         offset: int,
     ) -> bool:
-        """Write a file slice with its aligned middle past the page cache; False (nothing
-        needing a rewrite left behind) when direct writes do not apply to it.
+        """Write a file slice with its aligned middle past the page cache; False when direct
+        writes do not apply to it (or were refused): the caller then writes it all through the
+        cache.
 
-        No Python lock around the direct part: a direct writer sleeps on the device, not on
-        a spinning inode lock, and two of them writing one file at once measured faster.
+        No Python lock around the direct part: that lock is there because buffered writers of
+        one file spin on its inode lock while the holder copies (see :meth:`_pwritev`); a
+        direct writer waits for the device asleep.
         """
         if self.write_mode != "direct" or not HAVE_O_DIRECT:
             return False
@@ -1221,7 +1224,7 @@ class TorrentStorage:
         head, middle = plan
         first, mid, last = split_views(views, head, middle)
         if not all_aligned(mid):
-            return False  # not a piece buffer of ours (an export's, the last piece's)
+            return False  # an export's buffer, or a spare from before direct writes were on
         try:
             write_all_at(handle.direct, mid, offset + head)
         except OSError as exc:

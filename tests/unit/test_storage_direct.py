@@ -141,6 +141,15 @@ def _payload(sizes: list[int]) -> list[tuple[tuple[str, ...], bytes]]:
     return [(("t", f"f{i}"), rng.randbytes(n)) for i, n in enumerate(sizes)]
 
 
+async def _store_all(st: TorrentStorage, space: bytes, folder: Path) -> None:
+    """Receive every piece in 16 KiB blocks, verify and write each, and check the disk."""
+    await write_pieces(st, space, block=16 * 1024)
+    for p in range(st.info.num_pieces):
+        assert await st.hash_piece(p)
+    await st.close()
+    assert disk_bytes(st.info, folder) == space
+
+
 @pytest.mark.parametrize("pad", [False, True])
 async def test_pieces_reach_disk_intact_with_most_bytes_direct(
     direct_dir: Path, monkeypatch: pytest.MonkeyPatch, pad: bool
@@ -150,11 +159,7 @@ async def test_pieces_reach_disk_intact_with_most_bytes_direct(
     info, space = build_torrent(_payload(sizes), MiB, pad=pad)
     spy = DirectSpy(monkeypatch)
     st = TorrentStorage(info, direct_dir)
-    await write_pieces(st, space, block=16 * 1024)
-    for p in range(info.num_pieces):
-        assert await st.hash_piece(p)
-    await st.close()
-    assert disk_bytes(info, direct_dir) == space
+    await _store_all(st, space, direct_dir)
     real = sum(sizes)
     assert spy.direct_bytes + spy.cached_bytes == real
     if pad:  # every file on the grid: all but the files' last partial blocks go direct
@@ -172,11 +177,7 @@ async def test_cached_mode_never_opens_a_direct_descriptor(
     info, space = build_torrent(_payload([3 * MiB]), MiB)
     spy = DirectSpy(monkeypatch)
     st = TorrentStorage(info, direct_dir, write_mode="cached")
-    await write_pieces(st, space, block=16 * 1024)
-    for p in range(info.num_pieces):
-        assert await st.hash_piece(p)
-    await st.close()
-    assert disk_bytes(info, direct_dir) == space
+    await _store_all(st, space, direct_dir)
     assert not spy.fds and spy.direct_bytes == 0
 
 
@@ -184,11 +185,7 @@ async def test_small_pieces_stay_cached(direct_dir: Path, monkeypatch: pytest.Mo
     info, space = build_torrent(_payload([MiB]), 64 * 1024)
     spy = DirectSpy(monkeypatch)
     st = TorrentStorage(info, direct_dir)
-    await write_pieces(st, space, block=16 * 1024)
-    for p in range(info.num_pieces):
-        assert await st.hash_piece(p)
-    await st.close()
-    assert disk_bytes(info, direct_dir) == space
+    await _store_all(st, space, direct_dir)
     assert spy.direct_bytes == 0
 
 
@@ -217,11 +214,7 @@ async def test_refused_direct_io_falls_back_without_losing_data(
     else:
         monkeypatch.setattr(files, "write_all_at", refuse_direct_write)
     st = TorrentStorage(info, direct_dir)
-    await write_pieces(st, space, block=16 * 1024)
-    for p in range(info.num_pieces):
-        assert await st.hash_piece(p)
-    await st.close()
-    assert disk_bytes(info, direct_dir) == space
+    await _store_all(st, space, direct_dir)
     assert refused
     assert len(refused) <= len(info.files)  # once refused, a file is not tried again
 
