@@ -374,12 +374,21 @@ class DiskProgress:
             self.samples.append((now() - self.t0, self._written()))
             self._stop.wait(self.INTERVAL)
 
-    def stop(self) -> tuple[float, float]:
-        """(seconds to the first written byte, MiB/s from 10% to 90% of the payload)."""
+    def stop(self, finished: float) -> tuple[float, float]:
+        """(seconds to the first written byte, MiB/s from 10% to 90% of the payload).
+
+        ``finished``: seconds from ``t0`` until the leecher reported every piece verified. A
+        leecher can say so before 90% of the bytes are in its files (libtorrent's store buffer
+        keeps verified blocks until its disk threads get to them); its transfer is over all the
+        same, so the 90% mark is then taken as ``finished`` (the earlier of the two, which
+        only ever favours that leecher) rather than left undefined.
+        """
         self._stop.set()
         self._thread.join(2.0)
         first = next((t for t, n in self.samples if n > 0), float("nan"))
         lo, hi = self._crossing(0.1), self._crossing(0.9)
+        if not hi <= finished:  # also when never reached (nan)
+            hi = finished
         steady = 0.8 * self.payload / MIB / (hi - lo) if hi > lo else float("nan")
         return first, steady
 
@@ -423,7 +432,7 @@ def run_ccbt(
         seconds = now() - t0
         sampler.sample()
         stats = sampler.stop()
-        first_byte, steady = progress.stop()
+        first_byte, steady = progress.stop(seconds)
         if done["wanted_done"] != payload or done["state"] != "seeding":
             raise RuntimeError(f"ccbt did not complete: {done}")
     finally:
@@ -474,7 +483,7 @@ def run_libtorrent(
         seconds = now() - t0
         sampler.sample()
         stats = sampler.stop()
-        first_byte, steady = progress.stop()
+        first_byte, steady = progress.stop(seconds)
         if final.get("total_done") != payload:
             raise RuntimeError(f"libtorrent did not complete: {final}")
     finally:
