@@ -39,7 +39,6 @@ __all__ = [
     "page_aligned",
     "parse_mountinfo",
     "plan_direct",
-    "split_views",
 ]
 
 #: offset, length and memory alignment every direct write keeps: the page size, which covers
@@ -139,32 +138,6 @@ def plan_direct(offset: int, length: int) -> tuple[int, int] | None:
     if middle < DIRECT_MIN // 2:
         return None
     return head, middle
-
-
-def _split(views: list[memoryview], n: int) -> tuple[list[memoryview], list[memoryview]]:
-    """``views`` as the first ``n`` bytes and the rest (no copy)."""
-    head: list[memoryview] = []
-    rest = list(views)
-    while n and rest:
-        first = rest[0]
-        if len(first) <= n:
-            head.append(first)
-            n -= len(first)
-            rest.pop(0)
-        else:
-            head.append(first[:n])
-            rest[0] = first[n:]
-            n = 0
-    return head, rest
-
-
-def split_views(
-    views: list[memoryview], head: int, middle: int
-) -> tuple[list[memoryview], list[memoryview], list[memoryview]]:
-    """``views`` cut into ``head`` bytes, ``middle`` bytes and the rest."""
-    first, rest = _split(views, head)
-    mid, last = _split(rest, middle)
-    return first, mid, last
 
 
 def all_aligned(views: list[memoryview]) -> bool:

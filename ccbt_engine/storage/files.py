@@ -32,6 +32,7 @@ import concurrent.futures
 import contextlib
 import errno
 import heapq
+import itertools
 import os
 import struct
 import sys
@@ -52,7 +53,6 @@ from ccbt_engine.storage.direct import (
     open_direct,
     page_aligned,
     plan_direct,
-    split_views,
 )
 from ccbt_engine.storage.errors import Operation, StorageError
 from ccbt_engine.storage.handoff import Handoff, fallback_executor
@@ -1199,7 +1199,9 @@ class TorrentStorage:
         """
         if self.write_mode != "direct" or not HAVE_O_DIRECT:
             return False
-        plan = plan_direct(offset, sum(len(v) for v in views))
+        starts = list(itertools.accumulate((len(v) for v in views), initial=0))
+        total = starts.pop()
+        plan = plan_direct(offset, total)
         if plan is None:
             return False
         ok = self._direct_ok.get(index)
@@ -1222,7 +1224,8 @@ class TorrentStorage:
             self._direct_ok[index] = False
             return False
         head, middle = plan
-        first, mid, last = split_views(views, head, middle)
+        tail = total - head - middle
+        mid = _cut(views, starts, head, middle)
         if not all_aligned(mid):
             return False  # an export's buffer, or a spare from before direct writes were on
         try:
@@ -1235,10 +1238,12 @@ class TorrentStorage:
             self._direct_ok[index] = False
             return False
         with lock:
-            if first:
-                write_all_at(handle.fd, first, offset)
-            if last:
-                write_all_at(handle.fd, last, offset + head + middle)
+            if head:
+                write_all_at(handle.fd, _cut(views, starts, 0, head), offset)
+            if tail:
+                write_all_at(
+                    handle.fd, _cut(views, starts, head + middle, tail), offset + head + middle
+                )
         return True
 
     def _pread_into(self, index: int, offset: int, out: memoryview) -> None:

@@ -4,6 +4,7 @@ bounce buffer, the file-system allowlist, and TorrentStorage writing through the
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import random
 from pathlib import Path
@@ -20,7 +21,6 @@ from ccbt_engine.storage.direct import (
     page_aligned,
     parse_mountinfo,
     plan_direct,
-    split_views,
 )
 from ccbt_engine.storage.errors import StorageError
 from ccbt_engine.storage.files import TorrentStorage
@@ -48,15 +48,18 @@ def test_plan_keeps_the_direct_middle_aligned(offset: int, length: int) -> None:
     sizes=hst.lists(hst.integers(0, 3 * ALIGN), min_size=1, max_size=8),
     cut=hst.tuples(hst.integers(0, 30_000), hst.integers(0, 30_000)),
 )
-def test_split_views_cuts_without_losing_bytes(sizes: list[int], cut: tuple[int, int]) -> None:
+def test_head_middle_tail_cut_loses_no_byte(sizes: list[int], cut: tuple[int, int]) -> None:
+    """The three-way cut _write_direct makes of a slice's views (with the storage's _cut)."""
     rng = random.Random(sum(sizes))
     views = [memoryview(rng.randbytes(n)) for n in sizes]
+    starts = list(itertools.accumulate((len(v) for v in views), initial=0))
+    total = starts.pop()
     whole = b"".join(views)
-    head, middle = min(cut[0], len(whole)), min(cut[1], len(whole) - min(cut[0], len(whole)))
-    first, mid, last = split_views(views, head, middle)
-    assert b"".join(first) == whole[:head]
-    assert b"".join(mid) == whole[head : head + middle]
-    assert b"".join(last) == whole[head + middle :]
+    head = min(cut[0], total)
+    middle = min(cut[1], total - head)
+    parts = [(0, head), (head, middle), (head + middle, total - head - middle)]
+    got = [b"".join(files._cut(views, starts, off, n)) for off, n in parts]
+    assert got == [whole[:head], whole[head : head + middle], whole[head + middle :]]
 
 
 def test_only_page_aligned_whole_blocks_go_direct() -> None:
