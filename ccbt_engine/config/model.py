@@ -77,7 +77,14 @@ def _not_empty(value: Any) -> Any:
 
 
 def _expand(path: Path | None) -> Path | None:
-    return None if path is None else path.expanduser()
+    """``~`` and ``~user`` expanded; a user with no home folder here is the value's error (a
+    validation error naming the key), not a ``RuntimeError`` out of the loader."""
+    if path is None:
+        return None
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError(f"no home folder for {path.parts[0]!r} on this system") from None
 
 
 IpStr = Annotated[str, AfterValidator(_check_ip)]

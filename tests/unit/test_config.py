@@ -339,6 +339,15 @@ def test_overrides_reject_unknown_keys_and_secrets(user: Path, local: Path) -> N
         load(user, local, overrides={"remote.password": "x"})
 
 
+def test_home_of_an_unknown_user_is_a_config_error(user: Path, local: Path) -> None:
+    # "~0" is the home of a user named "0": none here, so Path.expanduser raises RuntimeError,
+    # which must reach the user as this key's bad value (hypothesis found it in the loader)
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text('[disk]\ndownload_path = "~0"\nstate_dir = "~ccbt-no-such-user/x"\n')
+    with pytest.raises(ConfigError, match=r"disk\.download_path.*no home folder for '~0'"):
+        load(user, local)
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import tomlkit
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ccbt_engine.config import (
@@ -171,6 +171,7 @@ _keys = st.one_of(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(_keys, _values, max_size=12))
+@example(entries={"disk.download_path": "~0"})  # a user with no home folder: once a RuntimeError
 def test_tolerant_equals_strict_after_removing_the_reported(entries: dict[str, Any]) -> None:
     doc: dict[str, dict[str, Any]] = {}
     for key, value in entries.items():
