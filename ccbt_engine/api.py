@@ -18,6 +18,7 @@ from ccbt_engine.config import Settings
 from ccbt_engine.create import CreateError, create_torrent_async
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
 from ccbt_engine.net.utp_socket import transport_name
+from ccbt_engine.pathsafe import expand_home
 from ccbt_engine.portmap import MappingStatus, PortMapOptions
 from ccbt_engine.portmap.session_hook import port_mapping_status
 from ccbt_engine.queue_service import torrent_ratio
@@ -440,7 +441,11 @@ class Session:
         file_priorities: Sequence[int] | None = None,
         sequential: bool = False,
     ) -> TorrentHandle:
-        """Add a torrent from .torrent bytes, a path to one, or a parsed :class:`Metainfo`."""
+        """Add a torrent from .torrent bytes, a path to one, or a parsed :class:`Metainfo`.
+
+        Raises ``ValueError`` for a ``save_path`` starting with ``~user`` where that user has no
+        home folder (so does :meth:`add_magnet`).
+        """
         if isinstance(source, Metainfo):
             metainfo = source
         elif isinstance(source, bytes):
@@ -450,7 +455,7 @@ class Session:
         path = Path(save_path) if save_path is not None else default_save_path(self.settings)
         limits = self.settings.limits
         options = AddOptions(
-            save_path=path.expanduser(),
+            save_path=expand_home(path),
             paused=paused,
             file_priorities=file_priorities,
             sequential=sequential,
@@ -470,7 +475,7 @@ class Session:
         path = Path(save_path) if save_path is not None else default_save_path(self.settings)
         limits = self.settings.limits
         options = AddOptions(
-            save_path=path.expanduser(),
+            save_path=expand_home(path),
             paused=paused,
             download_limit=limits.per_torrent_down_kib * 1024,
             upload_limit=limits.per_torrent_up_kib * 1024,

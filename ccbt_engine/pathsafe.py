@@ -18,9 +18,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from os import PathLike
+from pathlib import Path
 
 __all__ = [
     "MAX_COMPONENT_BYTES",
+    "expand_home",
     "is_reserved_windows_name",
     "make_unique",
     "path_key",
@@ -197,3 +200,17 @@ class _Uniquifier:
                 break
         self.dir_alias[base] = (candidate, ckey)
         return candidate, ckey
+
+
+def expand_home(path: str | PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as ``Path.expanduser`` does.
+
+    Where that user has no home folder on this system ``Path.expanduser`` raises
+    ``RuntimeError``, which callers would not expect from a bad path someone typed (a setting,
+    a remote client's save path): this raises ``ValueError`` saying which, instead.
+    """
+    p = Path(path)
+    try:
+        return p.expanduser()
+    except RuntimeError:
+        raise ValueError(f"no home folder for {p.parts[0]!r} on this system") from None

@@ -14,7 +14,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from ccbt_engine.cli.download_cmd import _size
 from ccbt_engine.config import ConfigError, load_settings
+from ccbt_engine.pathsafe import expand_home
 from ccbt_engine.remote.client import RemoteClient, RemoteClientError, RemoteUnreachable
 
 T = TypeVar("T")
@@ -152,9 +152,11 @@ def add_cmd(ctx: click.Context, source: str, save_path: str | None, paused: bool
         added = _call(_client(ctx), lambda c: c.add_magnet(source, save_path, paused=paused))
     else:
         try:
-            data = Path(source).expanduser().read_bytes()
+            data = expand_home(source).read_bytes()
         except OSError as exc:
             _fail(f"error: cannot read {source}: {exc.strerror or exc}", 2)
+        except ValueError as exc:
+            _fail(f"error: cannot read {source}: {exc}", 2)
         added = _call(_client(ctx), lambda c: c.add_torrent(data, save_path, paused=paused))
     click.echo(f"added {added.get('name')} ({added.get('info_hash')})")
 

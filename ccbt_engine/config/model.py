@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from ccbt_engine.config.errors import ConfigError
+from ccbt_engine.pathsafe import expand_home
 
 __all__ = [
     "SECRET_KEYS",
@@ -79,12 +80,7 @@ def _not_empty(value: Any) -> Any:
 def _expand(path: Path | None) -> Path | None:
     """``~`` and ``~user`` expanded; a user with no home folder here is the value's error (a
     validation error naming the key), not a ``RuntimeError`` out of the loader."""
-    if path is None:
-        return None
-    try:
-        return path.expanduser()
-    except RuntimeError:
-        raise ValueError(f"no home folder for {path.parts[0]!r} on this system") from None
+    return None if path is None else expand_home(path)
 
 
 IpStr = Annotated[str, AfterValidator(_check_ip)]

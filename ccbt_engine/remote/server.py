@@ -46,6 +46,7 @@ from ccbt_engine.config import ConfigError, Settings
 from ccbt_engine.config.secrets import get_secret
 from ccbt_engine.magnet import MagnetError
 from ccbt_engine.metainfo import parse_torrent
+from ccbt_engine.pathsafe import expand_home
 from ccbt_engine.remote.auth import (
     CLIENT_HEADER,
     Credentials,
@@ -353,7 +354,7 @@ class RemoteServer:
             else:
                 metainfo = await asyncio.to_thread(parse_torrent, data)  # large ones take a while
                 handle = await self.session.add_torrent(metainfo, save_path, paused=paused)
-        except (MetainfoError, MagnetError) as exc:
+        except (MetainfoError, MagnetError, ValueError) as exc:  # ValueError: a ~user save path
             raise ApiError(400, str(exc)) from exc
         except SessionError as exc:
             raise ApiError(409, str(exc)) from exc
@@ -532,7 +533,10 @@ def _location(value: object) -> Path:
     a relative one would depend on the daemon's working folder, which the client cannot know."""
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise ApiError(400, "path must be a folder path on the daemon's machine")
-    path = Path(value.strip()).expanduser()
+    try:
+        path = expand_home(value.strip())
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from exc
     if not path.is_absolute():
         raise ApiError(400, f"path must be absolute, not {value!r}")
     return Path(os.path.normpath(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from ccbt_engine.pathsafe import (
     MAX_COMPONENT_BYTES,
+    expand_home,
     is_reserved_windows_name,
     make_unique,
     path_key,
@@ -191,3 +193,10 @@ def test_make_unique_many_duplicates_is_linear() -> None:
     assert out[5000] == ("t", "A_5000")
     # every file of the clashing folder lands in the same renamed folder
     assert {p[:2] for p in out[-20_000:]} == {("t", "a_25000")}
+
+
+def test_expand_home_names_a_user_without_a_home_instead_of_raising_runtime_error() -> None:
+    assert expand_home("~/x") == Path("~/x").expanduser()
+    assert expand_home("/abs/~x") == Path("/abs/~x")
+    with pytest.raises(ValueError, match="no home folder for '~ccbt-no-such-user'"):
+        expand_home("~ccbt-no-such-user/downloads")

@@ -473,6 +473,19 @@ async def test_queue_moves(
     assert (await _positions(client))[c] == 2
 
 
+async def test_save_path_of_a_user_without_a_home_is_a_bad_request(
+    server: RemoteServer, client: RemoteClient, tmp_path: Path
+) -> None:
+    raw, ih = _torrent(tmp_path / "data", seed=37)
+    with pytest.raises(RemoteClientError) as add:
+        await client.add_torrent(raw, "~ccbt-no-such-user/dl")
+    assert add.value.status == 400 and "no home folder" in str(add.value)
+    await client.add_torrent(raw, tmp_path / "data")
+    with pytest.raises(RemoteClientError) as move:
+        await client.move_storage(ih, "~ccbt-no-such-user/dl")
+    assert move.value.status == 400 and "no home folder" in str(move.value)
+
+
 async def test_set_location(
     server: RemoteServer, client: RemoteClient, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
