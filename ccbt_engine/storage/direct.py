@@ -35,6 +35,7 @@ __all__ = [
     "HAVE_O_DIRECT",
     "all_aligned",
     "direct_file_system",
+    "mount_table",
     "open_direct",
     "page_aligned",
     "parse_mountinfo",
@@ -62,10 +63,11 @@ def page_aligned(data: bytearray, size: int) -> memoryview:
     """The view of ``size`` bytes of ``data`` that starts on an :data:`ALIGN` boundary in
     memory (``data`` needs ``ALIGN`` bytes to spare for that); the whole of ``data`` when it
     has no room to spare. The bytes do not move: a bytearray with views cannot be resized."""
+    whole = memoryview(data)
     if len(data) < size + ALIGN:
-        return memoryview(data)[:size]
-    start = -ctypes.addressof(ctypes.c_char.from_buffer(data)) % ALIGN
-    return memoryview(data)[start : start + size]
+        return whole[:size]
+    start = -(_address(whole) or 0) % ALIGN
+    return whole[start : start + size]
 
 
 def _address(view: memoryview) -> int | None:
@@ -99,7 +101,8 @@ def parse_mountinfo(text: str) -> list[tuple[str, str]]:
     return mounts
 
 
-def _mount_fs_types() -> list[tuple[str, str]]:
+def mount_table() -> list[tuple[str, str]]:
+    """This system's mounts as :func:`parse_mountinfo` gives them (empty where unreadable)."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
             return parse_mountinfo(fh.read())
@@ -107,12 +110,13 @@ def _mount_fs_types() -> list[tuple[str, str]]:
         return []
 
 
-def direct_file_system(path: str) -> bool:
-    """Whether ``path`` is (or, not created yet, will be) on a file system listed as safe."""
+def direct_file_system(path: str, mounts: list[tuple[str, str]]) -> bool:
+    """Whether ``path`` is (or, not created yet, will be) on a file system listed as safe,
+    by ``mounts`` (:func:`mount_table`, read once by the caller for all its files)."""
     if not HAVE_O_DIRECT:
         return False
     probe = os.path.realpath(path)  # links resolved; a part not created yet kept as named
-    for point, fs_type in _mount_fs_types():
+    for point, fs_type in mounts:
         if probe == point or probe.startswith(point.rstrip("/") + "/"):
             return fs_type in _DIRECT_FS
     return False

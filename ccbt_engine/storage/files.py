@@ -50,6 +50,7 @@ from ccbt_engine.storage.direct import (
     HAVE_O_DIRECT,
     all_aligned,
     direct_file_system,
+    mount_table,
     open_direct,
     page_aligned,
     plan_direct,
@@ -511,6 +512,8 @@ class TorrentStorage:
         #: file index -> whether direct writes may be tried (its file system allows them and
         #: none was refused yet); decided on the file's first large write
         self._direct_ok: dict[int, bool] = {}
+        #: /proc/self/mountinfo, read on the first large write (not once per file)
+        self._mounts: list[tuple[str, str]] | None = None
         self.file_pool = FilePool(max_open_files)
         #: file index -> lock held around its writes (see _pwritev)
         self._write_locks: dict[int, threading.Lock] = {}
@@ -1199,16 +1202,17 @@ class TorrentStorage:
         """
         if self.write_mode != "direct" or not HAVE_O_DIRECT:
             return False
-        starts = list(itertools.accumulate((len(v) for v in views), initial=0))
-        total = starts.pop()
+        total = sum(len(v) for v in views)
         plan = plan_direct(offset, total)
         if plan is None:
             return False
         ok = self._direct_ok.get(index)
         if ok is None:
+            if self._mounts is None:
+                self._mounts = mount_table()
             # a file off the 4 KiB grid has its bytes off the page grid of the piece buffer
             ok = not self.info.files[index].offset % ALIGN and direct_file_system(
-                str(self.file_path(index))
+                str(self.file_path(index)), self._mounts
             )
             self._direct_ok[index] = ok
         if not ok:
@@ -1225,6 +1229,7 @@ class TorrentStorage:
             return False
         head, middle = plan
         tail = total - head - middle
+        starts = list(itertools.accumulate((len(v) for v in views[:-1]), initial=0))
         mid = _cut(views, starts, head, middle)
         if not all_aligned(mid):
             return False  # an export's buffer, or a spare from before direct writes were on
