@@ -36,6 +36,7 @@ import platformdirs
 from ccbt_engine import events as ev
 from ccbt_engine.bencode import encode
 from ccbt_engine.config import Settings
+from ccbt_engine.config.loader import env_path
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, parse_torrent
 from ccbt_engine.storage.checker import recheck
 from ccbt_engine.storage.errors import StorageError
@@ -89,9 +90,9 @@ def resolve_state_dir(settings: Settings, env: Mapping[str, str] | None = None) 
     environ = os.environ if env is None else env
     override = environ.get(STATE_DIR_ENV)
     if override:
-        return Path(override).expanduser()
+        return env_path(STATE_DIR_ENV, override)
     if settings.disk.state_dir is not None:
-        return Path(settings.disk.state_dir).expanduser()
+        return settings.disk.state_dir  # expanded when the settings were validated
     return platformdirs.user_data_path("ccbt")
 
 

@@ -31,8 +31,11 @@ from ccbt_engine.config import (
     Settings,
     TolerantSettings,
     load_settings_tolerant,
+    local_config_path,
+    user_config_path,
 )
 from ccbt_engine.observability.logs import follow_settings
+from ccbt_engine.pathsafe import expand_home
 from ccbt_engine.remote.service import RemoteService
 from ccbt_gui.controller import EngineController
 from ccbt_gui.main_window import MainWindow
@@ -97,9 +100,23 @@ def main(argv: list[str] | None = None) -> int:
         if not server.listen():
             log.warning("single-instance server %s not available", server.name)
 
+    from ccbt_gui.settings_problems import (
+        confirm_unreadable,
+        report_ignored,
+        report_unusable_folder,
+    )
+
+    try:  # where config.toml, ccbt.toml and gui-state.ini are: nothing works without them
+        user_config_path()
+        local_config_path()
+    except ConfigError as exc:
+        print(f"not started: {exc}", file=sys.stderr, flush=True)
+        report_unusable_folder(exc)
+        if server is not None:
+            server.close()
+        return 1
     loaded = _load_settings()
     settings = loaded.settings
-    from ccbt_gui.settings_problems import confirm_unreadable, report_ignored
     from ccbt_gui.theme import apply_theme, chart_colors
 
     if loaded.unreadable and not confirm_unreadable(loaded.unreadable):
@@ -144,7 +161,11 @@ def normalise_items(items: list[str]) -> list[str]:
             continue
         if item.startswith("file://"):
             item = QUrl(item).toLocalFile()
-        out.append(str(Path(item).expanduser().absolute()))
+        try:
+            path = expand_home(item)
+        except ValueError:  # "~nobody/x.torrent": the add dialog will say it cannot be read
+            path = Path(item)
+        out.append(str(path.absolute()))
     return out
 
 

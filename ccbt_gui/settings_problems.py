@@ -8,6 +8,9 @@ must not be silent either, hence these two dialogs:
 * :func:`confirm_unreadable` — a file could not be read or parsed at all, so *none* of the
   user's choices in it are known. Starting anyway would run with defaults (DHT, UPnP, another
   download folder...), so the default answer is Quit; starting needs an explicit click.
+* :func:`report_unusable_folder` — an environment variable names a settings folder or file
+  that cannot exist here (``CCBT_CONFIG_DIR=~nobody/...``); the app cannot keep the user's
+  choices anywhere, so it says which variable and quits.
 * :func:`report_ignored` — some keys were ignored. The app runs with everything else; the box
   names each file, key, value and error, and offers to remove the bad entries from the file
   (which also lets the settings dialog save again: a file is only written when it validates).
@@ -25,7 +28,13 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from ccbt_engine import CLIENT_NAME
 from ccbt_engine.config import ConfigError, SettingProblem, remove_entries
 
-__all__ = ["confirm_unreadable", "describe_problems", "remove_problem_entries", "report_ignored"]
+__all__ = [
+    "confirm_unreadable",
+    "describe_problems",
+    "remove_problem_entries",
+    "report_ignored",
+    "report_unusable_folder",
+]
 
 
 def describe_problems(problems: Sequence[SettingProblem]) -> str:
@@ -55,6 +64,17 @@ def confirm_unreadable(problems: Sequence[SettingProblem], parent: QWidget | Non
     if clicked is open_button:
         _open_files(problems)
     return clicked is start_button
+
+
+def report_unusable_folder(error: ConfigError, parent: QWidget | None = None) -> None:
+    """Say why the app cannot start: ``error`` names the environment variable and its value."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Critical)
+    box.setWindowTitle(f"{CLIENT_NAME}: cannot start")
+    box.setText("The folder for settings named in the environment cannot be used.")
+    box.setInformativeText(f"{error}\n\nCorrect or unset the variable and start again.")
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    box.exec()
 
 
 def report_ignored(problems: Sequence[SettingProblem], parent: QWidget | None = None) -> str:

@@ -30,11 +30,13 @@ from ccbt_engine.config.model import (
     field_info,
     split_key,
 )
+from ccbt_engine.pathsafe import expand_home
 
 __all__ = [
     "CONFIG_DIR_ENV",
     "ENV_PREFIX",
     "LOCAL_CONFIG_ENV",
+    "env_path",
     "env_var_name",
     "get_value",
     "load_settings",
@@ -66,14 +68,28 @@ def user_config_path(env: Mapping[str, str] | None = None) -> Path:
     caller passing a custom ``env`` cannot accidentally fall through to the real home folder.
     """
     folder = (env or {}).get(CONFIG_DIR_ENV) or os.environ.get(CONFIG_DIR_ENV)
-    base = Path(folder).expanduser() if folder else platformdirs.user_config_path("ccbt")
+    base = env_path(CONFIG_DIR_ENV, folder) if folder else platformdirs.user_config_path("ccbt")
     return base / "config.toml"
 
 
 def local_config_path(env: Mapping[str, str] | None = None) -> Path:
     """The project-local file: ``$CCBT_LOCAL_CONFIG`` or ``ccbt.toml`` in the working folder."""
     override = (env or {}).get(LOCAL_CONFIG_ENV) or os.environ.get(LOCAL_CONFIG_ENV)
-    return Path(override).expanduser() if override else Path.cwd() / "ccbt.toml"
+    return env_path(LOCAL_CONFIG_ENV, override) if override else Path.cwd() / "ccbt.toml"
+
+
+def env_path(name: str, value: str) -> Path:
+    """The path environment variable ``name`` gives, ``~`` expanded.
+
+    A ``~user`` this system has no home folder for is a :class:`ConfigError` naming the
+    variable (the CLI prints it as one line), not a ``RuntimeError`` traceback at start-up.
+    """
+    try:
+        return expand_home(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{name}={value!r}: {exc}", key=name, value=value, source="environment"
+        ) from None
 
 
 def env_var_name(key: str) -> str:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 import platformdirs
 
 from ccbt_engine.config.model import ObservabilitySettings
+from ccbt_engine.pathsafe import expand_home
 
 if TYPE_CHECKING:
     from ccbt_engine.config import Changes, LiveSettings, Settings
@@ -94,7 +95,7 @@ def resolve_log_file(path: Path | None) -> Path | None:
     """``None`` stays None (console only); a relative path goes under :func:`default_log_dir`."""
     if path is None:
         return None
-    path = path.expanduser()
+    path = expand_home(path)
     return path if path.is_absolute() else default_log_dir() / path
 
 

@@ -6,7 +6,6 @@ The save folder is remembered between runs (gui-state.ini), like qBittorrent's "
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -27,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from ccbt_engine.api import FileStatus
 from ccbt_engine.metainfo import Metainfo
+from ccbt_engine.pathsafe import expand_home
 from ccbt_gui import formatting as fmt
 from ccbt_gui.models.files import NORMAL, FileColumn, FileTreeModel
 from ccbt_gui.state import gui_state
@@ -34,6 +34,40 @@ from ccbt_gui.widgets.delegates import PriorityDelegate
 from ccbt_gui.widgets.details import size_file_columns
 
 SAVE_PATH_KEY = "add/last_save_path"
+
+
+def remember_save_path(text: str) -> str | None:
+    """Keep ``text`` (``~`` expanded) as the folder the next add dialog offers.
+
+    Returns why it cannot be a save folder (a ``~user`` with no home here), else None: the
+    dialogs show that and stay open instead of passing the engine a path it must refuse.
+    """
+    path = text.strip()
+    if not path:
+        return None
+    try:
+        gui_state().setValue(SAVE_PATH_KEY, str(expand_home(path)))
+    except ValueError as exc:
+        return f"Cannot save there: {exc}"
+    return None
+
+
+def save_path_accepted(edit: QLineEdit, error: QLabel) -> bool:
+    """A dialog's OK: remember the folder in ``edit``, or show in ``error`` why it is refused."""
+    problem = remember_save_path(edit.text())
+    if problem is not None:
+        error.setText(problem)
+        error.show()
+    return problem is None
+
+
+def path_error_label() -> QLabel:
+    """The line under "Save at" that says why the folder was refused (hidden until then)."""
+    label = QLabel()
+    label.setStyleSheet("color: #c62828")
+    label.setWordWrap(True)
+    label.hide()
+    return label
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +105,8 @@ class AddTorrentDialog(QDialog):
         h.addWidget(self.save_path, 1)
         h.addWidget(browse)
         form.addRow("Save at:", row)
+        self.path_error = path_error_label()
+        form.addRow("", self.path_error)
         form.addRow("Name:", QLabel(info.name))
         self.size_label = QLabel()
         form.addRow("Size:", self.size_label)
@@ -126,7 +162,5 @@ class AddTorrentDialog(QDialog):
         )
 
     def accept(self) -> None:
-        path = self.save_path.text().strip()
-        if path:
-            gui_state().setValue(SAVE_PATH_KEY, str(Path(path).expanduser()))
-        super().accept()
+        if save_path_accepted(self.save_path, self.path_error):
+            super().accept()

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from ccbt_engine.api import CreateError, create_torrent_async
+from ccbt_engine.pathsafe import expand_home
 
 _PIECE_SIZES = [0] + [1 << n for n in range(14, 25)]  # auto, 16 KiB .. 16 MiB
 
@@ -106,7 +107,11 @@ class CreateTorrentDialog(QDialog):
         return [t for t in tiers if t]
 
     def _start(self) -> None:
-        src = Path(self.source.text().strip()).expanduser()
+        try:
+            src = expand_home(self.source.text().strip())
+        except ValueError as exc:
+            self.progress.setFormat(f"Cannot use that path: {exc}")
+            return
         if not src.exists():
             self.progress.setFormat("Choose an existing file or folder first")
             return

@@ -4,8 +4,6 @@ shows "Downloading metadata" until peers have sent the info dict (BEP 9)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -21,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ccbt_engine.magnet import MagnetError, parse_magnet
-from ccbt_gui.dialogs.add_torrent import SAVE_PATH_KEY
+from ccbt_gui.dialogs.add_torrent import SAVE_PATH_KEY, path_error_label, save_path_accepted
 from ccbt_gui.state import gui_state
 
 
@@ -49,6 +47,8 @@ class MagnetInputDialog(QDialog):
         browse.clicked.connect(self._browse)
         row.addWidget(browse)
         layout.addLayout(row)
+        self.path_error = path_error_label()
+        layout.addWidget(self.path_error)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -65,10 +65,8 @@ class MagnetInputDialog(QDialog):
             self.save_path.setText(folder)
 
     def accept(self) -> None:
-        path = self.save_path.text().strip()
-        if path:
-            gui_state().setValue(SAVE_PATH_KEY, str(Path(path).expanduser()))
-        super().accept()
+        if save_path_accepted(self.save_path, self.path_error):
+            super().accept()
 
 
 def invalid_reason(uri: str) -> str | None:

@@ -32,3 +32,12 @@ def test_create_writes_a_valid_torrent(qtbot: Any, run_async: Any, tmp_path: Pat
     assert meta.trackers == (("http://127.0.0.1:6969/announce",), ("udp://127.0.0.1:6969",))
     assert created == [(str(out), True, str(tmp_path))]
     assert dialog.progress.value() == 1000
+
+
+def test_a_source_in_an_unknown_users_home_is_refused_with_a_reason(qtbot: Any) -> None:
+    dialog = CreateTorrentDialog()
+    qtbot.addWidget(dialog)
+    dialog.source.setText("~ccbt-no-such-user/share")
+    dialog._start()  # the Create button's slot; was a RuntimeError traceback
+    assert "no home folder for '~ccbt-no-such-user'" in dialog.progress.format()
+    assert dialog.create_button.isEnabled()

@@ -6,12 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtWidgets import QDialog
 
 from ccbt_engine.api import FileStatus, Session
 from ccbt_engine.config import load_settings
 from ccbt_engine.metainfo import load_torrent
 from ccbt_gui.dialogs.add_torrent import AddTorrentDialog
+from ccbt_gui.dialogs.magnet import MagnetInputDialog, remembered_save_path
 from ccbt_gui.models.files import HIGH, NORMAL, SKIP, FileColumn, FileTreeModel
+
+MAGNET = "magnet:?xt=urn:btih:" + "ab" * 20
 
 
 def _find(model: FileTreeModel, *names: str) -> QModelIndex:
@@ -110,3 +114,27 @@ def test_add_dialog_returns_selection_and_options(
     again = AddTorrentDialog(load_torrent(torrent), str(tmp_path / "first"))
     qtbot.addWidget(again)
     assert again.save_path.text() == str(tmp_path / "chosen")
+
+
+def test_add_dialogs_refuse_a_home_folder_this_system_does_not_have(
+    qapp: Any, qtbot: Any, small_torrent: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # "~nobody-here/x" used to raise RuntimeError inside OK's slot: the dialog stayed open
+    # with no word why (a traceback on stderr)
+    _data, torrent = small_torrent
+    remembered = str(tmp_path / "kept")
+    for dialog in (
+        AddTorrentDialog(load_torrent(torrent), remembered),
+        MagnetInputDialog(None, MAGNET, remembered),
+    ):
+        qtbot.addWidget(dialog)
+        dialog.show()
+        dialog.save_path.setText("~ccbt-no-such-user/x")
+        dialog.accept()
+        assert dialog.isVisible() and dialog.result() != QDialog.DialogCode.Accepted
+        assert dialog.path_error.isVisible()
+        assert "no home folder for '~ccbt-no-such-user'" in dialog.path_error.text()
+        dialog.save_path.setText("~/ok")
+        dialog.accept()
+        assert dialog.result() == QDialog.DialogCode.Accepted
+        assert remembered_save_path("") == str(Path("~").expanduser() / "ok")

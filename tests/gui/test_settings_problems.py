@@ -153,3 +153,13 @@ def test_app_does_not_start_on_an_unreadable_file_unless_asked(isolated_config: 
     started = _run_app("Start with defaults", isolated_config)
     assert started.returncode == 0, started.stderr
     assert "ENGINE: seeds=5 " in started.stdout  # the defaults, chosen explicitly
+
+
+def test_app_does_not_start_on_a_config_folder_that_cannot_exist(tmp_path: Path) -> None:
+    # CCBT_CONFIG_DIR naming the home of a user this system does not have: one box saying
+    # which variable, exit 1, no engine (was a ConfigError traceback from gui-state.ini's path)
+    proc = _run_app("OK", Path("~ccbt-no-such-user/cfg"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "BOX: ccBitTorrent: cannot start" in proc.stdout
+    assert "CCBT_CONFIG_DIR='~ccbt-no-such-user/cfg'" in proc.stdout
+    assert "ENGINE:" not in proc.stdout and "Traceback" not in proc.stderr

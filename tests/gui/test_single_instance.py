@@ -132,3 +132,7 @@ def test_items_are_normalised_before_handoff(
         str(tmp_path / "a.torrent"),
         "/srv/x y.torrent",
     ]
+    # a ~user without a home stays as typed: the add dialog then says it cannot read it
+    assert normalise_items(["~ccbt-no-such-user/a.torrent"]) == [
+        str(tmp_path / "~ccbt-no-such-user" / "a.torrent")
+    ]

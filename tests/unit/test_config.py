@@ -348,6 +348,18 @@ def test_home_of_an_unknown_user_is_a_config_error(user: Path, local: Path) -> N
         load(user, local)
 
 
+@pytest.mark.parametrize("name", ["CCBT_CONFIG_DIR", "CCBT_LOCAL_CONFIG"])
+def test_env_folder_of_an_unknown_user_is_a_config_error(name: str) -> None:
+    # was a RuntimeError traceback out of every ccbt command and the GUI's start-up
+    env = {name: "~ccbt-no-such-user/x"}
+    with pytest.raises(ConfigError, match=rf"{name}=.*no home folder") as info:
+        user_config_path(env) if name == "CCBT_CONFIG_DIR" else local_config_path(env)
+    assert info.value.key == name and info.value.source == "environment"
+    home = Path("~").expanduser()
+    assert user_config_path({"CCBT_CONFIG_DIR": "~/c"}) == home / "c" / "config.toml"
+    assert local_config_path({"CCBT_LOCAL_CONFIG": "~/l.toml"}) == home / "l.toml"
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from ccbt_engine import events as ev
 from ccbt_engine.api import Session, SessionError, TorrentHandle
 from ccbt_engine.bencode import decode, encode
+from ccbt_engine.config import ConfigError
 from ccbt_engine.create import create_torrent
 from ccbt_engine.metainfo import TorrentInfo, parse_torrent
 from ccbt_engine.state import (
@@ -244,6 +245,9 @@ def test_state_dir_precedence(tmp_path: Path) -> None:
     assert resolve_state_dir(plain, {"CCBT_STATE_DIR": str(tmp_path / "env")}) == tmp_path / "env"
     assert resolve_state_dir(configured, {}) == tmp_path / "cfg"
     assert resolve_state_dir(plain, {}).name == "ccbt"
+    assert resolve_state_dir(plain, {"CCBT_STATE_DIR": "~/s"}) == Path("~").expanduser() / "s"
+    with pytest.raises(ConfigError, match=r"CCBT_STATE_DIR=.*no home folder"):
+        resolve_state_dir(plain, {"CCBT_STATE_DIR": "~ccbt-no-such-user/s"})
 
 
 def test_torrent_copy_keeps_the_infohash(tmp_path: Path) -> None:
