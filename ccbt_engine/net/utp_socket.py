@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 import socket
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,6 +45,8 @@ READ_CHUNK = 64 * 1024
 MAX_CONNECTIONS = 4096
 #: how long a uTP attempt runs alone before TCP is tried alongside it
 UTP_HEAD_START = 0.5
+#: peers remembered as reached over TCP while uTP went unanswered (a bounded LRU)
+TCP_MEMORY = 4096
 
 
 def _norm(addr: tuple[Any, ...]) -> Addr:
@@ -476,11 +479,27 @@ class UTPListener:
 
     def __init__(self, sockets: Mapping[str, UTPSocket]) -> None:
         self.sockets = dict(sockets)
+        #: peers whose last outgoing dial was won by TCP: the next one dials TCP first
+        self.tcp_won: OrderedDict[Addr, None] = OrderedDict()
+
+    def record_winner(self, addr: Addr, tcp: bool) -> None:
+        """Remember which transport reached ``addr``, so a TCP-only peer (most of qBittorrent's
+        and Transmission's users behind some NATs, every peer with uTP off) costs the uTP head
+        start once, not on every reconnect. libtorrent keeps the same per-peer flag."""
+        if tcp:
+            self.tcp_won[addr] = None
+            self.tcp_won.move_to_end(addr)
+            while len(self.tcp_won) > TCP_MEMORY:
+                self.tcp_won.popitem(last=False)
+        else:
+            self.tcp_won.pop(addr, None)
 
     @classmethod
     async def open(
-        cls, hosts: Iterable[str], port: int, accept: Callable[[], asyncio.Protocol]
+        cls, hosts: Iterable[str], port: int, accept: Callable[[], asyncio.Protocol] | None
     ) -> UTPListener:
+        """Bind every host; ``accept`` makes the protocol of an incoming connection (None:
+        incoming SYNs are refused, as :meth:`UTPSocket.open` does)."""
         opened: dict[str, UTPSocket] = {}
         try:
             for host in hosts:
@@ -530,12 +549,13 @@ async def open_peer_connection(
 
     uTP gets :data:`UTP_HEAD_START` alone (a SYN-ACK on a LAN or loopback takes far less);
     then TCP is dialled alongside it and whichever connects first wins, the other is closed.
-    A peer without uTP therefore costs half a second, not a whole connect timeout.
-    ``factory`` is called exactly once, for the winner.
+    A peer without uTP therefore costs half a second, not a whole connect timeout, and only
+    once: the listener remembers peers TCP won (:meth:`UTPListener.record_winner`) and gives
+    TCP the head start with them next time. ``factory`` is called exactly once, for the winner.
     """
     loop = asyncio.get_running_loop()
     sock = utp_listener.for_host(host) if utp_listener is not None else None
-    if sock is None:
+    if utp_listener is None or sock is None:
         return await asyncio.wait_for(loop.create_connection(factory, host, port), timeout)
     made: list[P] = []
 
@@ -560,26 +580,38 @@ async def open_peer_connection(
     async def utp_connect() -> tuple[asyncio.Transport, P]:
         return await sock.connect(once, host, port, timeout=timeout)
 
-    utp_task = asyncio.ensure_future(utp_connect())
-    tasks: list[asyncio.Future[tuple[asyncio.Transport, P]]] = [utp_task]
-    errors: list[BaseException] = []
+    def tcp_dial() -> asyncio.Future[tuple[asyncio.Transport, P]]:
+        return asyncio.ensure_future(asyncio.wait_for(tcp(), timeout))
+
+    def utp_dial() -> asyncio.Future[tuple[asyncio.Transport, P]]:
+        return asyncio.ensure_future(utp_connect())
+
+    tcp_first = (host, port) in utp_listener.tcp_won
+    first, second = (tcp_dial, utp_dial) if tcp_first else (utp_dial, tcp_dial)
+    tasks: list[asyncio.Future[tuple[asyncio.Transport, P]]] = [first()]
+    errors: dict[int, BaseException] = {}  # by position in tasks
     try:
         done, _ = await asyncio.wait(tasks, timeout=UTP_HEAD_START)
-        if not done or utp_task.exception() is not None:
-            tasks.append(asyncio.ensure_future(asyncio.wait_for(tcp(), timeout)))
+        if not done or tasks[0].exception() is not None:
+            tasks.append(second())
         pending = set(tasks)
         while pending:
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(finished, key=tasks.index):
                 exc = task.exception()
                 if exc is None:
-                    return task.result()
-                errors.append(exc)
+                    transport, proto = task.result()
+                    utp_listener.record_winner(
+                        (host, port), not isinstance(transport, UTPTransport)
+                    )
+                    return transport, proto
+                errors[tasks.index(task)] = exc
     finally:
         for task in tasks:
             task.cancel()  # the loser (or everything, when we were cancelled)
-    # the last error is TCP's when TCP was tried: it says more than a uTP timeout
-    last = errors[-1]
+    # TCP's error when TCP was tried ("connection refused"): it says more than a uTP timeout
+    tcp_at = 0 if tcp_first else 1
+    last = errors.get(tcp_at, errors[0])
     raise last if isinstance(last, Exception) else ConnectionError("connect failed")
 
 
