@@ -921,8 +921,9 @@ class Torrent:
 
         A 1 MiB read carries ~64 blocks, and this loop runs 64 Ki times per GiB on the
         event-loop thread, the download's critical path: the per-read bookkeeping (metering,
-        rate-limit backstop, request refill) is done once per run, and per block there is one
-        picker call and one :meth:`store_block`.
+        rate-limit backstop, request refill, ``storage.hash_ahead`` for each piece the run
+        touched) is done once per run, and per block there is one picker call and one
+        :meth:`store_block`.
         """
         ps.last_block = now
         ps.snubbed = False
@@ -931,6 +932,8 @@ class Torrent:
         conn = ps.conn
         total = 0
         stored = False
+        touched: list[int] = []
+        last = -1
         try:
             for index, begin, data in blocks:
                 size = len(data)
@@ -947,11 +950,16 @@ class Torrent:
                         self.picker.abort_request(conn, index, begin)
                     self._fill_requests(ps)
                     continue
+                if index != last:
+                    touched.append(index)
+                    last = index
                 self.store_block(index, begin, data, accepted)
                 stored = True
         except StorageError:
             return  # the torrent is in error now: the rest of the run is moot
         finally:
+            for index in touched:  # its new blocks are hot in this core's cache: see hash_ahead
+                self.storage.hash_ahead(index)
             ps.pending_down += total  # metered once per read (on_peer_batch_end), not per block
             self._throttle_download(ps, total)  # wasted bytes used the bandwidth all the same
         if stored:

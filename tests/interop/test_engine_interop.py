@@ -19,6 +19,7 @@ import pytest
 
 from ccbt_engine import events as ev
 from ccbt_engine.api import Session
+from ccbt_engine.storage import files
 from tests.engine_settings import loopback_settings
 from tests.interop import refpeers
 from tests.interop.hostile import BITFIELD, PSTR, UNCHOKE, full_bitfield, message
@@ -41,17 +42,32 @@ def _same(a: Path, b: Path) -> None:
     assert left, "empty payload compared"
 
 
-@pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
+@pytest.mark.parametrize("version", ["v1", "v2", "hybrid", "v1-hash-ahead"])
 async def test_ccbt_downloads_from_libtorrent(
-    ccbt: Session, payload_64m: Path, tmp_path: Path, version: str
+    ccbt: Session,
+    payload_64m: Path,
+    tmp_path: Path,
+    version: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    made = make_torrent(payload_64m, None, PIECE, tmp_path / "t.torrent", version)  # type: ignore[arg-type]
+    ahead = version.endswith("-hash-ahead")  # every piece hashed on the loop as it arrives
+    if ahead:
+        monkeypatch.setattr(files, "HASH_AHEAD_BACKLOG", 0)
+    made = make_torrent(
+        payload_64m,
+        None,
+        PIECE,
+        tmp_path / "t.torrent",
+        version.removesuffix("-hash-ahead"),  # type: ignore[arg-type]
+    )
     with LibtorrentPeer(made.path, made.save_path, seed=True) as seeder:
         handle = await ccbt.add_torrent(made.path, tmp_path / "dl")
         handle.connect_peer("127.0.0.1", seeder.port)
         status = await handle.wait_finished(timeout=120)
     assert status.state == "seeding"
     assert status.hash_failures == 0
+    if ahead:
+        assert handle._t.storage.pieces_hashed_ahead == handle.info.num_pieces
     _same(tmp_path / "dl" / made.name, payload_64m)
 
 
@@ -160,9 +176,12 @@ class CorruptPeer:
             writer.close()
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["pool-hash", "hash-ahead"])
 async def test_corrupt_peer_is_banned_and_piece_refetched(
-    payload_16m: Path, tmp_path: Path
+    payload_16m: Path, tmp_path: Path, ahead: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the corrupt pieces are failed by the loop's SHA-1 as their blocks came, or by the pool's
+    monkeypatch.setattr(files, "HASH_AHEAD_BACKLOG", 0 if ahead else 1 << 30)
     made = make_torrent(payload_16m, None, PIECE, tmp_path / "t.torrent")
     num_pieces = -(-made.total_size // PIECE)
     bad = CorruptPeer(made.info_hash, num_pieces)
@@ -183,7 +202,9 @@ async def test_corrupt_peer_is_banned_and_piece_refetched(
             handle.connect_peer("127.0.0.1", seeder.port)
             status = await handle.wait_finished(timeout=120)
             peers_at_end = {p.address for p in handle.peers()}
+            hashed_ahead = handle._t.storage.pieces_hashed_ahead
     await bad.stop()
+    assert (hashed_ahead > 0) is ahead
     assert bad.blocks_sent > 0
     assert status.hash_failures >= 2
     assert any("127.0.0.2" in p for e in failed for p in e.peers)
