@@ -392,6 +392,9 @@ class PartFile:
 #: pieces of a torrent already in disk-pool jobs (hash, write) from which the loop hashes the
 #: next piece itself as it arrives (see :meth:`TorrentStorage.hash_ahead`)
 HASH_AHEAD_BACKLOG = 2
+#: most bytes one :meth:`TorrentStorage.hash_ahead` call hashes on the loop (~0.5 ms), what one
+#: read brings: a late block that makes a whole large piece contiguous does not stall the loop
+HASH_AHEAD_MAX = 1024 * 1024
 
 
 @dataclass(slots=True, eq=False)
@@ -657,7 +660,9 @@ class TorrentStorage:
         data). It is extra work for the loop, so it is done only while the pool is behind
         (``hash_ahead_backlog`` pieces of this torrent already in its jobs): on a machine with
         cores to spare the pool hashes in parallel, as before. The decision is made per piece,
-        at its first contiguous bytes; ``hashlib`` lets go of the GIL while it hashes.
+        at its first contiguous bytes; ``hashlib`` lets go of the GIL while it hashes. One call
+        hashes at most :data:`HASH_AHEAD_MAX` bytes; whatever the loop has not hashed when the
+        piece is complete, the pool hashes on from where it stopped.
         """
         buf = self._cache.get(piece)
         if buf is None or buf.hashed < 0 or not self._can_hash_ahead:
@@ -666,6 +671,7 @@ class TorrentStorage:
         blocks = buf.blocks
         while (v := blocks.get(end)) is not None:
             end += len(v)
+        end = min(end, start + HASH_AHEAD_MAX)  # the rest next time, or by the pool
         if end == start:
             return
         if buf.sha is None:
@@ -1441,7 +1447,9 @@ class TorrentStorage:
         Pad bytes are zeros by definition, whatever a peer sent for them: zeroed in place first.
         """
         size = len(buf.view)
-        if buf.sha is not None and buf.hashed == size:  # hashed ahead on the loop
+        if buf.sha is not None and buf.hashed >= 0:  # the loop hashed view[:hashed] already
+            if buf.hashed < size:
+                buf.sha.update(buf.view[buf.hashed :])  # the loop is done with this buffer
             if buf.sha.digest() != self.info.piece_hashes[piece]:
                 return False
             self._write_sync(piece, buf.runs())

@@ -56,6 +56,24 @@ async def test_in_order_blocks_are_hashed_on_the_loop_and_not_again(
     await st.close()
 
 
+async def test_the_pool_hashes_on_from_where_the_loop_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # blocks 1..3 first, then block 0 makes the piece contiguous: the loop hashes one cap's
+    # worth (16 bytes) and leaves the rest to the pool, which must not start over
+    monkeypatch.setattr(files, "HASH_AHEAD_MAX", BLOCK)
+    st, space = _storage(tmp_path)
+    for begin in (16, 32, 48, 0):
+        _store(st, 0, begin, space[begin : begin + BLOCK])
+        st.hash_ahead(0)
+    buf = st._cache[0]
+    assert buf.sha is not None and buf.hashed == BLOCK
+    monkeypatch.setattr(files, "verify_piece", lambda *_a: pytest.fail("hashed from 0 again"))
+    assert await st.hash_piece(0)
+    await st.close()
+    assert disk_bytes(st.info, tmp_path)[:PIECE] == space[:PIECE]
+
+
 async def test_a_corrupt_block_fails_and_nothing_is_written(tmp_path: Path) -> None:
     st, space = _storage(tmp_path)
     for begin in range(0, PIECE, BLOCK):
@@ -118,6 +136,7 @@ async def test_torrents_with_pad_bytes_are_hashed_by_the_pool(tmp_path: Path) ->
     ),
     calls=hst.lists(hst.booleans(), min_size=PIECE // BLOCK + 4, max_size=PIECE // BLOCK + 4),
     seed=hst.integers(0, 1000),
+    cap=hst.sampled_from([BLOCK, 2 * BLOCK, 1 << 20]),
 )
 def test_verdict_equals_a_full_hash_of_the_final_bytes(
     tmp_path_factory: pytest.TempPathFactory,
@@ -125,10 +144,13 @@ def test_verdict_equals_a_full_hash_of_the_final_bytes(
     extra: list[tuple[int, str]],
     calls: list[bool],
     seed: int,
+    cap: int,
 ) -> None:
     """Blocks in any order, repeated (same bytes or corrupt ones), hash_ahead called after any
-    of them: the piece passes exactly when SHA-1 of its final bytes is the expected one."""
+    of them, capped at any size: the piece passes exactly when SHA-1 of its final bytes is the
+    expected one."""
     root = tmp_path_factory.mktemp("ha")
+    saved, files.HASH_AHEAD_MAX = files.HASH_AHEAD_MAX, cap
 
     async def main() -> None:
         st, space = _storage(root)
@@ -148,4 +170,7 @@ def test_verdict_equals_a_full_hash_of_the_final_bytes(
         assert await st.hash_piece(0) is expected
         await st.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        files.HASH_AHEAD_MAX = saved
