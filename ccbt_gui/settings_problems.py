@@ -71,7 +71,7 @@ def report_unusable_folder(error: ConfigError, parent: QWidget | None = None) ->
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Critical)
     box.setWindowTitle(f"{CLIENT_NAME}: cannot start")
-    box.setText("The folder for settings named in the environment cannot be used.")
+    box.setText("A settings location named in the environment cannot be used.")
     box.setInformativeText(f"{error}\n\nCorrect or unset the variable and start again.")
     box.setStandardButtons(QMessageBox.StandardButton.Ok)
     box.exec()

@@ -483,9 +483,9 @@ class UTPListener:
         self.tcp_won: OrderedDict[Addr, None] = OrderedDict()
 
     def record_winner(self, addr: Addr, tcp: bool) -> None:
-        """Remember which transport reached ``addr``, so a TCP-only peer (most of qBittorrent's
-        and Transmission's users behind some NATs, every peer with uTP off) costs the uTP head
-        start once, not on every reconnect. libtorrent keeps the same per-peer flag."""
+        """Remember which transport reached ``addr``, so a TCP-only peer (uTP off, or its UDP
+        dropped on the way) costs the uTP head start once, not on every reconnect; libtorrent
+        keeps a per-peer "supports uTP" flag for the same reason."""
         if tcp:
             self.tcp_won[addr] = None
             self.tcp_won.move_to_end(addr)

@@ -52,7 +52,7 @@ async def test_ccbt_downloads_from_libtorrent(
 ) -> None:
     ahead = version.endswith("-hash-ahead")  # every piece hashed on the loop as it arrives
     if ahead:
-        monkeypatch.setattr(files, "HASH_AHEAD_BACKLOG", 0)
+        monkeypatch.setattr(files, "HASH_AHEAD_QUEUE", 0)
     made = make_torrent(
         payload_64m,
         None,
@@ -181,7 +181,7 @@ async def test_corrupt_peer_is_banned_and_piece_refetched(
     payload_16m: Path, tmp_path: Path, ahead: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the corrupt pieces are failed by the loop's SHA-1 as their blocks came, or by the pool's
-    monkeypatch.setattr(files, "HASH_AHEAD_BACKLOG", 0 if ahead else 1 << 30)
+    monkeypatch.setattr(files, "HASH_AHEAD_QUEUE", 0 if ahead else 1 << 30)
     made = make_torrent(payload_16m, None, PIECE, tmp_path / "t.torrent")
     num_pieces = -(-made.total_size // PIECE)
     bad = CorruptPeer(made.info_hash, num_pieces)

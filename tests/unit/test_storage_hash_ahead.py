@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,11 +27,11 @@ BLOCK = 16
 
 
 def _storage(
-    tmp_path: Path, *, pad: bool = False, backlog: int = 0
+    tmp_path: Path, *, pad: bool = False, queue: int = 0, executor: Executor | None = None
 ) -> tuple[TorrentStorage, bytes]:
     info, space = build_torrent(sized(100, 60) if pad else sized(160), PIECE, pad=pad)
-    st = TorrentStorage(info, tmp_path)
-    st.hash_ahead_backlog = backlog
+    st = TorrentStorage(info, tmp_path, executor=executor)
+    st.hash_ahead_queue = queue  # 0: always hash ahead
     return st, space
 
 
@@ -101,20 +103,22 @@ async def test_a_resent_block_after_hashing_falls_back_to_a_full_hash(tmp_path: 
 
 
 async def test_the_pool_hashes_while_it_keeps_up(tmp_path: Path) -> None:
-    st, space = _storage(tmp_path, backlog=files.HASH_AHEAD_BACKLOG)
-    for begin in range(0, PIECE, BLOCK):
-        _store(st, 0, begin, space[begin : begin + BLOCK])
-        st.hash_ahead(0)
-    assert st.pieces_hashed_ahead == 0  # nothing queued in the pool: it hashes this piece
-    busy = [asyncio.Event() for _ in range(files.HASH_AHEAD_BACKLOG)]
-    st._busy.update({100 + i: ev for i, ev in enumerate(busy)})  # the pool is behind
-    for begin in range(0, PIECE, BLOCK):
-        _store(st, 1, begin, space[PIECE + begin : PIECE + begin + BLOCK])
-        st.hash_ahead(1)
-    assert st.pieces_hashed_ahead == 1
-    st._busy.clear()
-    assert await st.hash_piece(0) and await st.hash_piece(1)
-    await st.close()
+    with ThreadPoolExecutor(1) as pool:
+        st, space = _storage(tmp_path, queue=files.HASH_AHEAD_QUEUE, executor=pool)
+        for begin in range(0, PIECE, BLOCK):
+            _store(st, 0, begin, space[begin : begin + BLOCK])
+            st.hash_ahead(0)
+        assert st.pieces_hashed_ahead == 0  # no job waits for the pool: it hashes this piece
+        release = threading.Event()
+        pool.submit(release.wait)  # the pool's one thread is busy...
+        pool.submit(release.wait)  # ...and a job waits for it: the pool is behind
+        for begin in range(0, PIECE, BLOCK):
+            _store(st, 1, begin, space[PIECE + begin : PIECE + begin + BLOCK])
+            st.hash_ahead(1)
+        assert st.pieces_hashed_ahead == 1
+        release.set()
+        assert await st.hash_piece(0) and await st.hash_piece(1)
+        await st.close()
 
 
 async def test_torrents_with_pad_bytes_are_hashed_by_the_pool(tmp_path: Path) -> None:
