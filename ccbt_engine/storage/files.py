@@ -1462,6 +1462,7 @@ class TorrentStorage:
         if buf.sha is not None and buf.hashed >= 0:  # the loop hashed view[:hashed] already
             if buf.hashed < size:
                 buf.sha.update(buf.view[buf.hashed :])  # the loop is done with this buffer
+                buf.hashed = size  # a retry after a failed write must not hash it again
             if buf.sha.digest() != self.info.piece_hashes[piece]:
                 return False
             self._write_sync(piece, buf.runs())

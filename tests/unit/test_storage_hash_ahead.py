@@ -7,6 +7,7 @@ full hash of the piece's final bytes gives, and only verified bytes may reach th
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import random
 import threading
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from ccbt_engine.storage import files
+from ccbt_engine.storage.errors import StorageError
 from ccbt_engine.storage.files import TorrentStorage
 from tests.unit.test_storage_files import disk_bytes
 from tests.unit.test_storage_layout import build_torrent, sized
@@ -71,6 +73,33 @@ async def test_the_pool_hashes_on_from_where_the_loop_stopped(
     buf = st._cache[0]
     assert buf.sha is not None and buf.hashed == BLOCK
     monkeypatch.setattr(files, "verify_piece", lambda *_a: pytest.fail("hashed from 0 again"))
+    assert await st.hash_piece(0)
+    await st.close()
+    assert disk_bytes(st.info, tmp_path)[:PIECE] == space[:PIECE]
+
+
+async def test_a_failed_write_is_retried_without_hashing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pool finished the loop's hash, then the write failed (disk full): the piece goes back
+    # to the cache, and the retry must find the same digest, not one fed the tail twice
+    monkeypatch.setattr(files, "HASH_AHEAD_MAX", BLOCK)
+    st, space = _storage(tmp_path)
+    for begin in (16, 32, 48, 0):
+        _store(st, 0, begin, space[begin : begin + BLOCK])
+        st.hash_ahead(0)
+    write = st._write_sync
+    calls: list[int] = []
+
+    def full_once(piece: int, runs: object) -> None:
+        calls.append(piece)
+        if len(calls) == 1:
+            raise StorageError(errno.ENOSPC, "No space left on device", tmp_path, "write")
+        write(piece, runs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(st, "_write_sync", full_once)
+    with pytest.raises(StorageError):
+        await st.hash_piece(0)
     assert await st.hash_piece(0)
     await st.close()
     assert disk_bytes(st.info, tmp_path)[:PIECE] == space[:PIECE]
