@@ -18,7 +18,7 @@ from ccbt_engine.config import Settings
 from ccbt_engine.create import CreateError, create_torrent_async
 from ccbt_engine.metainfo import Metainfo, MetainfoError, TorrentInfo, load_torrent, parse_torrent
 from ccbt_engine.net.utp_socket import transport_name
-from ccbt_engine.pathsafe import expand_home
+from ccbt_engine.pathsafe import expand_home  # the facade's way to read a typed save path
 from ccbt_engine.portmap import MappingStatus, PortMapOptions
 from ccbt_engine.portmap.session_hook import port_mapping_status
 from ccbt_engine.queue_service import torrent_ratio
@@ -47,6 +47,7 @@ __all__ = [
     "TorrentStatus",
     "TrackerStatus",
     "create_torrent_async",
+    "expand_home",
 ]
 
 

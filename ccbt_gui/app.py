@@ -25,6 +25,7 @@ from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ccbt_engine import CLIENT_NAME, __version__
+from ccbt_engine.api import expand_home
 from ccbt_engine.config import (
     ConfigError,
     SettingProblem,
@@ -35,7 +36,6 @@ from ccbt_engine.config import (
     user_config_path,
 )
 from ccbt_engine.observability.logs import follow_settings
-from ccbt_engine.pathsafe import expand_home
 from ccbt_engine.remote.service import RemoteService
 from ccbt_gui.controller import EngineController
 from ccbt_gui.main_window import MainWindow

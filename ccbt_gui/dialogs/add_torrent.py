@@ -24,9 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ccbt_engine.api import FileStatus
+from ccbt_engine.api import FileStatus, expand_home
 from ccbt_engine.metainfo import Metainfo
-from ccbt_engine.pathsafe import expand_home
 from ccbt_gui import formatting as fmt
 from ccbt_gui.models.files import NORMAL, FileColumn, FileTreeModel
 from ccbt_gui.state import gui_state

@@ -27,8 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ccbt_engine.api import CreateError, create_torrent_async
-from ccbt_engine.pathsafe import expand_home
+from ccbt_engine.api import CreateError, create_torrent_async, expand_home
 
 _PIECE_SIZES = [0] + [1 << n for n in range(14, 25)]  # auto, 16 KiB .. 16 MiB
 
