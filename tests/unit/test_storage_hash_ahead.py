@@ -60,16 +60,24 @@ async def test_in_order_blocks_are_hashed_on_the_loop_and_not_again(
     await st.close()
 
 
-async def test_the_pool_hashes_on_from_where_the_loop_stopped(
+def _loop_hashes_one_block_of_piece_0(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # blocks 1..3 first, then block 0 makes the piece contiguous: the loop hashes one cap's
-    # worth (16 bytes) and leaves the rest to the pool, which must not start over
+) -> tuple[TorrentStorage, bytes]:
+    """Blocks 1..3 first, then block 0 makes piece 0 contiguous; a cap of one block per call
+    leaves the loop with 16 of its 64 bytes hashed."""
     monkeypatch.setattr(files, "HASH_AHEAD_MAX", BLOCK)
     st, space = _storage(tmp_path)
     for begin in (16, 32, 48, 0):
         _store(st, 0, begin, space[begin : begin + BLOCK])
         st.hash_ahead(0)
+    return st, space
+
+
+async def test_the_pool_hashes_on_from_where_the_loop_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the loop hashed one cap's worth and leaves the rest to the pool, which must not start over
+    st, space = _loop_hashes_one_block_of_piece_0(tmp_path, monkeypatch)
     buf = st._cache[0]
     assert buf.sha is not None and buf.hashed == BLOCK
     monkeypatch.setattr(files, "verify_piece", lambda *_a: pytest.fail("hashed from 0 again"))
@@ -83,11 +91,7 @@ async def test_a_failed_write_is_retried_without_hashing_twice(
 ) -> None:
     # the pool finished the loop's hash, then the write failed (disk full): the piece goes back
     # to the cache, and the retry must find the same digest, not one fed the tail twice
-    monkeypatch.setattr(files, "HASH_AHEAD_MAX", BLOCK)
-    st, space = _storage(tmp_path)
-    for begin in (16, 32, 48, 0):
-        _store(st, 0, begin, space[begin : begin + BLOCK])
-        st.hash_ahead(0)
+    st, space = _loop_hashes_one_block_of_piece_0(tmp_path, monkeypatch)
     write = st._write_sync
     calls: list[int] = []
 
